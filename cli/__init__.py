@@ -1,0 +1,1 @@
+"""The ``runjournal`` command line: thin click commands over ``journal`` and ``projections``."""

@@ -1,0 +1,63 @@
+"""Exit codes and the translation of journal errors into one-line CLI errors."""
+
+from __future__ import annotations
+
+import enum
+from typing import IO, Any
+
+import click
+
+from cli.sanitize import sanitize
+from journal.errors import (
+    AmbiguousRunIdError,
+    InvalidRunIdError,
+    JournalError,
+    RunNotFoundError,
+)
+
+
+class ExitCode(enum.IntEnum):
+    """The stable exit codes of every command."""
+
+    OK = 0
+    NEGATIVE = 1
+    USAGE = 2
+    JOURNAL = 3
+    ABANDONED = 4
+    CANCELLED = 5
+    INTERRUPTED = 130
+
+
+STATUS_EXIT_CODES: dict[str, ExitCode] = {
+    "succeeded": ExitCode.OK,
+    "failed": ExitCode.NEGATIVE,
+    "abandoned": ExitCode.ABANDONED,
+    "cancelled": ExitCode.CANCELLED,
+}
+"""Run status -> exit code, for commands whose exit code mirrors a run (run, follow)."""
+
+_USER_ERRORS = (InvalidRunIdError, RunNotFoundError, AmbiguousRunIdError)
+
+
+class JournalClickError(click.ClickException):
+    """A :class:`JournalError` shown as one line on stderr, with a stable exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @classmethod
+    def from_error(cls, exc: JournalError) -> JournalClickError:
+        """Wrap ``exc``: user mistakes exit 2, journal and I/O problems exit 3."""
+        code = ExitCode.USAGE if isinstance(exc, _USER_ERRORS) else ExitCode.JOURNAL
+        return cls(str(exc), code)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"runjournal: error: {sanitize(self.format_message())}", err=True)
+
+
+class UserError(JournalClickError):
+    """A mistake in what the user asked for (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.USAGE)

@@ -1,0 +1,101 @@
+"""The ``runjournal`` command group.
+
+Commands are imported only when invoked (see :data:`COMMANDS`), so ``runjournal --version``
+or ``runjournal history`` never pays for the workflow runner or watchfiles.
+
+Exit codes (stable, documented in ``docs/cli.md``): 0 success; 1 a negative answer (verify
+found problems, the run did not succeed); 2 a usage or user error (bad option, unknown run,
+hostile id, bad workflow file); 3 a journal or I/O problem (corrupt line, locked run,
+disk full); 4 the run was abandoned; 5 it was cancelled; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.errors import ExitCode, JournalClickError
+from journal import __version__
+from journal.errors import JournalError
+from journal.store import ROOT_ENV, default_root
+
+COMMANDS: dict[str, str] = {
+    "run": "cli.cmd_run:run",
+    "exec": "cli.cmd_run:exec_command",
+    "rerun": "cli.cmd_run:rerun",
+    "cancel": "cli.cmd_cancel:cancel",
+    "history": "cli.cmd_history:history",
+    "show": "cli.cmd_show:show",
+    "replay": "cli.cmd_replay:replay",
+    "follow": "cli.cmd_follow:follow",
+    "logs": "cli.cmd_logs:logs",
+    "reconcile": "cli.cmd_reconcile:reconcile",
+    "verify": "cli.cmd_verify:verify",
+    "schema": "cli.cmd_schema:schema",
+}
+"""Command name -> ``module:attribute`` of its click command."""
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command runs (or help lists it)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JournalError as exc:
+            raise JournalClickError.from_error(exc) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="runjournal")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=ROOT_ENV,
+    show_envvar=True,
+    help="Journal directory.  [default: ./.runjournal]",
+)
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None) -> None:
+    """runjournal: an append-only journal for workflow runs.
+
+    Every run is a JSONL stream of events; the status you see is a fold over them. Runs
+    whose process died are found when you read history and recorded as `abandoned`.
+
+    \b
+    Examples:
+      runjournal run examples/fanout.toml      run a workflow, journaled
+      runjournal history                       newest runs first
+      runjournal show 2026                     one run by id or unique prefix
+    """
+    ctx.obj = root if root is not None else default_root()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="runjournal")
+    except BrokenPipeError:
+        # The reader of our stdout went away (`runjournal history | head`): not an error.
+        sys.stderr.close()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Shared output machinery: one set of output flags, JSON emitters, colour and sanitising.
+
+Data goes to stdout, diagnostics to stderr. Colour only when stdout is a terminal and
+``NO_COLOR`` is unset. Text from journals goes through :func:`cli.sanitize.sanitize` unless
+``--raw`` is given.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from cli.sanitize import sanitize
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(enum.Enum):
+    """How a read command prints its data."""
+
+    TEXT = "text"
+    JSON = "json"
+    JSONL = "jsonl"
+
+
+def output_options(*, jsonl: bool = False) -> Callable[[F], F]:
+    """Add ``--json`` (and ``--jsonl`` for streaming commands) and ``--raw``; they set ``fmt`` and ``raw``."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option("--raw", is_flag=True, help="Do not neutralise control characters in journal text.")(fn)
+        if jsonl:
+            fn = click.option(
+                "--jsonl", "fmt", flag_value=OutputFormat.JSONL, help="One JSON object per line, streamed."
+            )(fn)
+        fn = click.option("--json", "fmt", flag_value=OutputFormat.JSON, help="One JSON document on stdout.")(fn)
+        return click.option("--text", "fmt", flag_value=OutputFormat.TEXT, default=True, hidden=True)(fn)
+
+    return decorate
+
+
+def dumps(obj: Any) -> str:
+    """Serialise ``obj`` as compact JSON (datetimes as ISO 8601, UTC)."""
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_UTC_Z).decode()
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON document."""
+    click.echo(dumps(obj))
+
+
+def emit_json_array(rows: Iterable[Any]) -> None:
+    """Stream a JSON array one element per line, without holding the rows in memory."""
+    out = sys.stdout
+    first = True
+    out.write("[")
+    for row in rows:
+        out.write(("\n" if first else ",\n") + dumps(row))
+        first = False
+    out.write("\n]\n" if not first else "]\n")
+    out.flush()
+
+
+def use_color() -> bool:
+    """Whether to colour stdout: a terminal, and ``NO_COLOR`` not set."""
+    return "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+STATUS_COLORS = {
+    "succeeded": "green",
+    "failed": "red",
+    "abandoned": "magenta",
+    "abandoned?": "magenta",
+    "cancelled": "yellow",
+    "running": "cyan",
+}
+
+
+def status_text(status: str, width: int = 0) -> str:
+    """A status word, padded to ``width`` and coloured when colour is on."""
+    padded = status.ljust(width)
+    color = STATUS_COLORS.get(status)
+    return click.style(padded, fg=color) if color and use_color() else padded
+
+
+def clean(text: object, raw: bool = False) -> str:
+    """Journal text made safe for a terminal (unless ``raw``)."""
+    value = "" if text is None else str(text)
+    return value if raw else sanitize(value)

@@ -1,0 +1,6 @@
+"""The journal: event schema, crash-safe append-only run files, writer and liveness facts.
+
+Nothing in this package imports from ``projections`` or ``cli``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,180 @@
+"""One event <-> one line: framing, the hash chain, strict decoding and upcasting.
+
+A line is the event as compact JSON with the field ``h`` last, then ``\\n``::
+
+    {"v":1,"run_id":"...","seq":0,...,"h":"<64 hex>"}
+
+``h = sha256(prev_h + body)`` in lowercase hex, where ``body`` is every byte of the line
+before ``,"h":"`` and ``prev_h`` is the previous line's ``h`` as 64 ASCII characters
+(:data:`GENESIS_HASH` for the first line). The chain makes any changed, removed or
+reordered byte in a completed journal detectable, which parsing alone cannot do.
+
+Decoding is strict: invalid UTF-8, NaN/Infinity, duplicate keys, lone surrogates and lines
+over :data:`MAX_LINE_BYTES` are rejected before the event model sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
+from journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSION, Event
+
+MAX_LINE_BYTES = 1024 * 1024
+"""Longest accepted line, newline included (1 MiB). Longer lines are corrupt."""
+
+GENESIS_HASH = "0" * 64
+"""The ``prev_h`` of a run's first line."""
+
+_HASH_PREFIX = b',"h":"'
+_HASH_SUFFIX_LEN = len(_HASH_PREFIX) + 64 + len(b'"}')
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""``(type, v) -> function`` turning a version-``v`` object into version ``v + 1``.
+
+Schema version 1 is the first, so the table is empty; a future change to an event type
+registers here, and old lines keep reading as today's model.
+"""
+
+
+def chain_hash(prev_hash: str, body: bytes) -> str:
+    """Return the ``h`` of a line whose bytes before ``,"h":"`` are ``body``."""
+    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+def encode_line(event: Event, prev_hash: str) -> tuple[bytes, str]:
+    """Return ``(line, h)``: the event as one newline-terminated line and its chain hash.
+
+    Every field is written, defaults included (never ``exclude_defaults``), so the line
+    reads back as the same model.
+    """
+    body = orjson.dumps(event.model_dump(mode="json"))[:-1]
+    digest = chain_hash(prev_hash, body)
+    return body + _HASH_PREFIX + digest.encode("ascii") + b'"}\n', digest
+
+
+def decode_line(
+    raw: bytes,
+    prev_hash: str,
+    *,
+    path: str = "<journal>",
+    line_no: int = 0,
+    offset: int = 0,
+) -> tuple[Event, str]:
+    """Decode one line (without its newline); return ``(event, h)`` or raise.
+
+    Raises :class:`CorruptLineError` (or its subclasses :class:`IntegrityError`,
+    :class:`UnsupportedVersionError`) naming ``path``, ``line_no`` and ``offset``.
+    """
+
+    def corrupt(reason: str, cls: type[CorruptLineError] = CorruptLineError) -> CorruptLineError:
+        return cls(path, line_no, offset, reason)
+
+    if len(raw) + 1 > MAX_LINE_BYTES:
+        raise corrupt(f"line is {len(raw) + 1} bytes, over the {MAX_LINE_BYTES}-byte cap")
+    obj = parse_strict_json(raw, corrupt)
+    if not isinstance(obj, dict):
+        raise corrupt("line is not a JSON object")
+    body, digest = split_hash(raw, corrupt)
+    if chain_hash(prev_hash, body) != digest:
+        raise corrupt(
+            "hash chain mismatch: the line (or one before it) was changed after it was written",
+            IntegrityError,
+        )
+    del obj["h"]
+    return validate_event(upcast(obj, corrupt), corrupt), digest
+
+
+def parse_strict_json(raw: bytes, corrupt: Callable[..., CorruptLineError]) -> Any:
+    """Parse ``raw`` as I-JSON: UTF-8, no NaN, no duplicate keys, no lone surrogates."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise corrupt(f"invalid JSON: {exc}") from None
+    # Our own writer emits exactly orjson's canonical form, so re-encoding gives the same
+    # bytes; anything else (another writer, a hand edit) takes the slow, stricter path
+    # because orjson silently keeps the last of duplicate keys and rounds huge integers.
+    try:
+        if orjson.dumps(obj) == raw:
+            return obj
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    return _parse_with_stdlib(raw, corrupt)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {dup!r}")
+    return result
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_with_stdlib(raw: bytes, corrupt: Callable[..., CorruptLineError]) -> Any:
+    try:
+        return json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
+    except UnicodeDecodeError as exc:
+        raise corrupt(f"invalid UTF-8 at byte {exc.start} of the line") from None
+    except RecursionError:
+        raise corrupt("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise corrupt(f"invalid JSON: {exc}") from None
+
+
+def split_hash(raw: bytes, corrupt: Callable[..., CorruptLineError]) -> tuple[bytes, str]:
+    """Split a line into its hashed body and its ``h`` value, checking the framing."""
+    tail = raw[-_HASH_SUFFIX_LEN:]
+    if len(raw) <= _HASH_SUFFIX_LEN or not tail.startswith(_HASH_PREFIX) or not tail.endswith(b'"}'):
+        raise corrupt('line does not end with the hash field ,"h":"<64 hex>"}')
+    digest = tail[len(_HASH_PREFIX) : -2].decode("ascii", "replace")
+    if any(c not in "0123456789abcdef" for c in digest):
+        raise corrupt("hash field is not 64 lowercase hex digits")
+    return raw[:-_HASH_SUFFIX_LEN], digest
+
+
+def upcast(obj: dict[str, Any], corrupt: Callable[..., CorruptLineError]) -> dict[str, Any]:
+    """Bring an old-version event object up to the current schema version."""
+    event_type, version = obj.get("type"), obj.get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise corrupt(f"field 'v' must be a positive integer, got {version!r}")
+    if event_type not in EVENT_TYPES:
+        raise corrupt(f"unknown event type {event_type!r}")
+    while version < SCHEMA_VERSION:
+        step = UPCASTERS.get((event_type, version))
+        if step is None:
+            raise corrupt(f"no upcaster for {event_type!r} version {version}")
+        obj = step(obj)
+        version = obj["v"]
+    if version > SCHEMA_VERSION:
+        raise corrupt(
+            f"{event_type!r} version {version} is newer than this runjournal understands "
+            f"(up to {SCHEMA_VERSION}); upgrade runjournal",
+            UnsupportedVersionError,
+        )
+    return obj
+
+
+def validate_event(obj: dict[str, Any], corrupt: Callable[..., CorruptLineError]) -> Event:
+    """Validate a current-version object as an event model."""
+    try:
+        return EVENT_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "event"
+        raise corrupt(f"invalid {obj.get('type')!r} event: {where}: {first['msg']}") from None

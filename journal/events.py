@@ -1,0 +1,240 @@
+"""The event schema: one frozen pydantic model per event type, joined on the ``type`` tag.
+
+Every event shares the envelope ``v`` (schema version of its type), ``run_id``, ``seq``
+(0, 1, 2 ... per run) and ``ts`` (UTC, microseconds). ``docs/format.md`` is the
+language-neutral description of the same schema; ``runjournal schema`` prints it as JSON
+Schema.
+
+Reason codes are string enums with an ``unknown`` member: a line written by a newer tool
+with a code this reader does not know still reads, as ``unknown``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    WithJsonSchema,
+)
+
+from journal.ids import RUN_ID_PATTERN
+
+SCHEMA_VERSION = 1
+"""Current schema version of every event type (``v``)."""
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _parse_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        if not value.endswith("Z") or len(value) != 27:
+            raise ValueError("timestamp must be UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ")
+        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware")
+        return value.astimezone(UTC)
+    raise ValueError("timestamp must be a string or datetime")
+
+
+UtcTimestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_utc),
+    PlainSerializer(lambda d: d.strftime(TIMESTAMP_FORMAT), return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"}
+    ),
+]
+"""A UTC instant, always written with six fractional digits and a ``Z``."""
+
+RunId = Annotated[str, Field(pattern=f"^{RUN_ID_PATTERN.pattern}$")]
+JsonValue: TypeAlias = Any
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class _CodeEnum(str, enum.Enum):
+    """A reason code: unknown values read as ``UNKNOWN`` instead of failing."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _CodeEnum:
+        return cls("unknown")
+
+
+class AbandonReason(_CodeEnum):
+    """Why a reconciler decided the run's writer is gone."""
+
+    ORIGINATING_PROCESS_NOT_ALIVE = "originating-process-not-alive"
+    HOST_REBOOTED = "host-rebooted"
+    HEARTBEAT_EXPIRED = "heartbeat-expired"
+    OPERATOR = "operator"
+    UNKNOWN = "unknown"
+
+
+class FailReason(_CodeEnum):
+    """Why a writer declared its run failed."""
+
+    STEP_FAILED = "step-failed"
+    TIMEOUT = "timeout"
+    EXCEPTION = "exception"
+    UNKNOWN = "unknown"
+
+
+StepState = Literal["started", "succeeded", "failed", "skipped"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WriterIdentity(_Model):
+    """Who writes a run: enough to decide later, from the outside, whether it still lives."""
+
+    host: str
+    boot_id: str
+    pid: int
+    start_ticks: int = Field(description="process start time in clock ticks since boot (/proc/<pid>/stat field 22)")
+    argv: list[str]
+    user: str
+    tool_version: str
+
+
+class PlannedStep(_Model):
+    """A step as planned when the run started; ``items`` for a fan-out step."""
+
+    name: str
+    items: list[str] | None = None
+
+
+class CheckerIdentity(_Model):
+    """Who reconciled a run."""
+
+    host: str
+    pid: int
+    user: str
+
+
+class QuarantinedTail(_Model):
+    """A torn final fragment that reconciliation moved aside before appending."""
+
+    file: str = Field(description="file name of the quarantine file, in the run's directory")
+    offset: NonNegative = Field(description="byte offset where the fragment started")
+    length: NonNegative
+
+
+class _Envelope(_Model):
+    v: Annotated[int, Field(ge=1)] = SCHEMA_VERSION
+    run_id: RunId
+    seq: NonNegative
+    ts: UtcTimestamp
+
+
+class Started(_Envelope):
+    """The first event of every run: what runs, and who writes it."""
+
+    type: Literal["started"] = "started"
+    workflow: str
+    steps: list[PlannedStep]
+    inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    writer: WriterIdentity
+    heartbeat_interval: Annotated[float, Field(gt=0)]
+    workflow_file: str | None = None
+    workflow_digest: str | None = None
+    rerun_of: RunId | None = None
+
+
+class StepProgress(_Envelope):
+    """A step started or ended, or one item of a fan-out step started or ended."""
+
+    type: Literal["step-progress"] = "step-progress"
+    step: str
+    state: StepState
+    done: NonNegative | None = None
+    total: NonNegative | None = None
+    item: str | None = None
+    item_state: StepState | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+class Heartbeat(_Envelope):
+    """The writer is still alive (not fsynced by default)."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+class Succeeded(_Envelope):
+    """Terminal: every step succeeded (or was skipped)."""
+
+    type: Literal["succeeded"] = "succeeded"
+    message: str | None = None
+
+
+class Failed(_Envelope):
+    """Terminal: the writer saw a step fail (or an exception)."""
+
+    type: Literal["failed"] = "failed"
+    reason: FailReason
+    step: str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+class Cancelled(_Envelope):
+    """Terminal: someone asked the run to stop and its writer stopped it."""
+
+    type: Literal["cancelled"] = "cancelled"
+    by: str
+    reason: str | None = None
+
+
+class Abandoned(_Envelope):
+    """Terminal, appended by a reconciler: the writer vanished without a terminal event."""
+
+    type: Literal["abandoned"] = "abandoned"
+    reason: AbandonReason
+    evidence: dict[str, JsonValue]
+    checker: CheckerIdentity
+    last_seq: int = Field(ge=-1, description="seq of the last event the checker saw (-1: none)")
+    tail_quarantined: QuarantinedTail | None = None
+
+
+Event = Annotated[
+    Started | StepProgress | Heartbeat | Succeeded | Failed | Cancelled | Abandoned,
+    Field(discriminator="type"),
+]
+"""Any journal event."""
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {
+    model.model_fields["type"].default: model
+    for model in (Started, StepProgress, Heartbeat, Succeeded, Failed, Cancelled, Abandoned)
+}
+"""Event type tag -> model."""
+
+TERMINAL_TYPES = frozenset({"succeeded", "failed", "cancelled", "abandoned"})
+SYNCED_TYPES = frozenset(EVENT_TYPES) - {"heartbeat"}
+"""Event types fdatasync'ed before ``append`` returns under the default durability."""
+
+
+def event_json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of one journal line (every event type), with the ``h`` field."""
+    schema = EVENT_ADAPTER.json_schema(mode="serialization")
+    schema["title"] = "runjournal event line"
+    schema["description"] = (
+        "One line of a runjournal JSONL journal. Every object also ends with the field "
+        "'h': the hash chain value described in docs/format.md."
+    )
+    for definition in schema.get("$defs", {}).values():
+        if "type" in definition.get("properties", {}) and "run_id" in definition["properties"]:
+            definition["properties"]["h"] = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+            definition["required"] = [*definition.get("required", []), "h"]
+    return schema

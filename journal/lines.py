@@ -1,0 +1,101 @@
+"""Stream a journal file as raw lines, in bounded memory, without parsing them.
+
+A final fragment without its newline is a :class:`TornTail` (what a SIGKILL mid-``write``
+or a reader racing the writer sees) and is never handed out as a line. A line longer than
+:data:`~journal.codec.MAX_LINE_BYTES` is an :class:`OverlongLine`: skipped to its newline
+without being held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from journal.codec import MAX_LINE_BYTES
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One newline-terminated line; ``data`` excludes the newline."""
+
+    line_no: int
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        """Byte offset just past this line's newline."""
+        return self.offset + len(self.data) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class OverlongLine:
+    """A line over the size cap; ``length`` includes its newline."""
+
+    line_no: int
+    offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        """Byte offset just past this line's newline."""
+        return self.offset + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Bytes after the last newline: a line still being written, or torn by a crash."""
+
+    line_no: int
+    offset: int
+    length: int
+    preview: bytes
+
+
+def iter_raw_lines(
+    fd: int, offset: int = 0, line_no: int = 1, *, max_line: int = MAX_LINE_BYTES
+) -> Iterator[RawLine | OverlongLine | TornTail]:
+    """Yield the lines of ``fd`` from byte ``offset``, then a :class:`TornTail` if one is left.
+
+    Reads with ``os.pread`` so the fd's position is untouched and an ``O_APPEND`` writer fd
+    can be scanned too. Stops at the size seen when the scan reaches it: bytes appended
+    later are picked up by the next call from the returned offsets.
+    """
+    buf = b""
+    buf_offset = offset
+    skipping: int | None = None  # start offset of an overlong line being skipped
+    while True:
+        chunk = os.pread(fd, CHUNK_BYTES, buf_offset + len(buf))
+        if not chunk:
+            break
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            line_start = buf_offset + start
+            if skipping is not None:
+                yield OverlongLine(line_no, skipping, buf_offset + nl + 1 - skipping)
+                skipping = None
+            elif nl - start + 1 > max_line:
+                yield OverlongLine(line_no, line_start, nl - start + 1)
+            else:
+                yield RawLine(line_no, line_start, buf[start:nl])
+            line_no += 1
+            start = nl + 1
+        buf_offset += start
+        buf = buf[start:]
+        if len(buf) > max_line:
+            # Keep memory bounded: remember where the long line began and drop its bytes.
+            if skipping is None:
+                skipping = buf_offset
+            buf_offset += len(buf)
+            buf = b""
+    if skipping is not None:
+        yield TornTail(line_no, skipping, buf_offset + len(buf) - skipping, b"")
+    elif buf:
+        yield TornTail(line_no, buf_offset, len(buf), buf[:64])

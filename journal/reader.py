@@ -1,0 +1,104 @@
+"""Read a run's events: strict in the middle, lenient at the tail, resumable from a cursor.
+
+Any bad line before the end (corrupt JSON, broken hash chain, wrong ``seq`` or ``run_id``,
+over the size cap) raises a :class:`~journal.errors.CorruptLineError` naming the file, line
+and byte offset. A final fragment without a newline is reported in
+:attr:`RunReader.torn_tail` and never parsed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from journal.codec import GENESIS_HASH, MAX_LINE_BYTES, decode_line
+from journal.errors import CorruptLineError, SequenceError
+from journal.events import Event
+from journal.fsio import open_regular
+from journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a read stopped: enough to resume reading (and checking) from there.
+
+    ``offset`` is just past the last whole line read, ``line`` the next line number,
+    ``seq`` the next expected ``seq`` and ``prev_hash`` the last line's ``h``.
+    """
+
+    offset: int = 0
+    line: int = 1
+    seq: int = 0
+    prev_hash: str = GENESIS_HASH
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An event with where it sits in its file."""
+
+    event: Event
+    line_no: int
+    offset: int
+    end: int
+
+
+class RunReader:
+    """Iterate a run file's events from a cursor; afterwards, ``cursor`` and ``torn_tail`` tell where it ended."""
+
+    def __init__(self, path: Path, run_id: str, cursor: Cursor | None = None, fd: int | None = None) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.cursor = cursor or Cursor()
+        self.torn_tail: TornTail | None = None
+        self._fd = fd
+
+    def __iter__(self) -> Iterator[Record]:
+        own = self._fd is None
+        fd = open_regular(self.path, os.O_RDONLY) if self._fd is None else self._fd
+        try:
+            yield from self._records(fd)
+        finally:
+            if own:
+                os.close(fd)
+
+    def events(self) -> Iterator[Event]:
+        """Iterate only the events."""
+        return (record.event for record in self)
+
+    def _records(self, fd: int) -> Iterator[Record]:
+        cur = self.cursor
+        path = str(self.path)
+        for item in iter_raw_lines(fd, cur.offset, cur.line):
+            if isinstance(item, TornTail):
+                self.torn_tail = item
+                return
+            if isinstance(item, OverlongLine):
+                raise CorruptLineError(
+                    path, item.line_no, item.offset, f"line is {item.length} bytes, over the {MAX_LINE_BYTES}-byte cap"
+                )
+            event, digest = decode_line(item.data, cur.prev_hash, path=path, line_no=item.line_no, offset=item.offset)
+            check_sequence(event, item, self.run_id, cur.seq, path)
+            cur = Cursor(item.end, item.line_no + 1, cur.seq + 1, digest)
+            self.cursor = cur
+            yield Record(event, item.line_no, item.offset, item.end)
+
+
+def check_sequence(event: Event, line: RawLine, run_id: str, expected_seq: int, path: str) -> None:
+    """Raise :class:`SequenceError` unless ``event`` is the next event of ``run_id``."""
+    if event.run_id != run_id:
+        raise SequenceError(path, line.line_no, line.offset, f"run_id {event.run_id!r} in the journal of run {run_id!r}")
+    if event.seq != expected_seq:
+        raise SequenceError(path, line.line_no, line.offset, f"seq {event.seq} where {expected_seq} was expected")
+    if expected_seq == 0 and event.type != "started":
+        raise SequenceError(path, line.line_no, line.offset, f"first event is {event.type!r}, not 'started'")
+
+
+def scan_to_end(path: Path, run_id: str, fd: int | None = None) -> RunReader:
+    """Read a whole run file (validating every line) and return the exhausted reader."""
+    reader = RunReader(path, run_id, fd=fd)
+    for _ in reader:
+        pass
+    return reader
+

@@ -1,0 +1,203 @@
+"""The Python API for producers: start a run, report progress, heartbeat, end it.
+
+::
+
+    from journal.run import start_run
+
+    with start_run("deploy", steps=["build", "ship"], root=".runjournal") as run:
+        run.step_started("build")
+        ...
+        run.step_succeeded("build")
+    # succeeded on normal exit, failed on an exception, cancelled on Ctrl-C
+
+The context manager writes ``started`` on entry; on exit it writes ``succeeded`` (normal
+exit), ``cancelled`` (KeyboardInterrupt) or ``failed`` (any other exception), unless the
+body already ended the run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from journal.errors import JournalError, WriterClosedError
+from journal.events import (
+    TERMINAL_TYPES,
+    Cancelled,
+    Event,
+    Failed,
+    FailReason,
+    Heartbeat,
+    PlannedStep,
+    Started,
+    StepProgress,
+    StepState,
+    Succeeded,
+    WriterIdentity,
+)
+from journal.identity import writer_identity
+from journal.ids import new_run_id
+from journal.store import JsonlStore, Store
+from journal.writer import Clock, Durability, RunWriter, utc_now
+
+DEFAULT_HEARTBEAT_INTERVAL = 30.0
+"""Seconds between heartbeats when the producer does not say."""
+
+
+class Run:
+    """A run this process writes. Every method appends one event and returns it."""
+
+    def __init__(self, writer: RunWriter, started: Started) -> None:
+        self.writer = writer
+        self.started = started
+        self.ended_with: str | None = None
+        self._stop_beats = threading.Event()
+        self._beats: threading.Thread | None = None
+
+    @property
+    def run_id(self) -> str:
+        """This run's id."""
+        return self.writer.run_id
+
+    @property
+    def path(self) -> Path:
+        """This run's journal file."""
+        return self.writer.path
+
+    def progress(self, step: str, state: StepState, **fields: Any) -> Event:
+        """Append a ``step-progress`` event (the general form of the helpers below)."""
+        return self._append(StepProgress, step=step, state=state, **fields)
+
+    def step_started(self, step: str, *, total: int | None = None, message: str | None = None) -> Event:
+        """A step began (``total`` items for a fan-out step)."""
+        done = 0 if total is not None else None
+        return self.progress(step, "started", done=done, total=total, message=message)
+
+    def step_succeeded(self, step: str, **fields: Any) -> Event:
+        """A step ended successfully."""
+        return self.progress(step, "succeeded", **fields)
+
+    def step_failed(self, step: str, **fields: Any) -> Event:
+        """A step ended in failure."""
+        return self.progress(step, "failed", **fields)
+
+    def step_skipped(self, step: str, *, message: str | None = None, **fields: Any) -> Event:
+        """A step was not run (``message`` says why)."""
+        return self.progress(step, "skipped", message=message, **fields)
+
+    def item_started(self, step: str, item: str, *, done: int, total: int) -> Event:
+        """One item of a fan-out step began."""
+        return self.progress(step, "started", item=item, item_state="started", done=done, total=total)
+
+    def item_ended(self, step: str, item: str, item_state: StepState, *, done: int, total: int, **fields: Any) -> Event:
+        """One item of a fan-out step ended (``done`` counts ended items, this one included)."""
+        return self.progress(step, "started", item=item, item_state=item_state, done=done, total=total, **fields)
+
+    def heartbeat(self) -> Event:
+        """Say the writer is still alive."""
+        return self._append(Heartbeat)
+
+    def succeed(self, message: str | None = None) -> Event:
+        """End the run as succeeded."""
+        return self._append(Succeeded, message=message)
+
+    def fail(
+        self,
+        reason: FailReason = FailReason.STEP_FAILED,
+        *,
+        step: str | None = None,
+        exit_code: int | None = None,
+        message: str | None = None,
+    ) -> Event:
+        """End the run as failed."""
+        return self._append(Failed, reason=reason, step=step, exit_code=exit_code, message=message)
+
+    def cancel(self, by: str, reason: str | None = None) -> Event:
+        """End the run as cancelled (``by`` says who asked)."""
+        return self._append(Cancelled, by=by, reason=reason)
+
+    def _append(self, event_cls: type[Any], **fields: Any) -> Event:
+        if self.ended_with is not None:
+            raise WriterClosedError(f"run {self.run_id} already ended ({self.ended_with})")
+        event = self.writer.append(event_cls, **fields)
+        if event.type in TERMINAL_TYPES:
+            self.ended_with = event.type
+        return event
+
+    def start_heartbeats(self, interval: float | None = None) -> None:
+        """Heartbeat from a daemon thread every ``interval`` seconds until the run ends."""
+        every = interval or self.started.heartbeat_interval
+        self._beats = threading.Thread(target=self._beat_loop, args=(every,), name="runjournal-heartbeat", daemon=True)
+        self._beats.start()
+
+    def _beat_loop(self, every: float) -> None:
+        while not self._stop_beats.wait(every):
+            try:
+                self.heartbeat()
+            except JournalError:
+                return
+
+    def close(self) -> None:
+        """Stop heartbeats and release the writer (without ending the run)."""
+        self._stop_beats.set()
+        if self._beats is not None and self._beats is not threading.current_thread():
+            self._beats.join()
+        self.writer.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self._stop_beats.set()
+            if self.ended_with is None:
+                self._end_for(exc)
+        finally:
+            self.close()
+
+    def _end_for(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self.succeed()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.cancel("signal:SIGINT", "interrupted")
+        else:
+            self.fail(FailReason.EXCEPTION, message=f"{type(exc).__name__}: {exc}")
+
+
+def start_run(
+    workflow: str,
+    steps: Iterable[str | PlannedStep] = (),
+    *,
+    store: Store | None = None,
+    root: Path | str | None = None,
+    inputs: dict[str, Any] | None = None,
+    identity: WriterIdentity | None = None,
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    run_id: str | None = None,
+    durability: Durability = "state",
+    clock: Clock = utc_now,
+    **started_fields: Any,
+) -> Run:
+    """Create a run, write its ``started`` event and return it (use it as a context manager).
+
+    ``identity`` overrides the writer identity recorded (importers, tests); by default it
+    describes this process. ``started_fields`` are further ``started`` fields
+    (``workflow_file``, ``workflow_digest``, ``rerun_of``).
+    """
+    target = store if store is not None else JsonlStore(root)
+    planned = [s if isinstance(s, PlannedStep) else PlannedStep(name=s) for s in steps]
+    started = Started(
+        run_id=run_id or new_run_id(clock()),
+        seq=0,
+        ts=clock(),
+        workflow=workflow,
+        steps=planned,
+        inputs=inputs or {},
+        writer=identity or writer_identity(),
+        heartbeat_interval=heartbeat_interval,
+        **started_fields,
+    )
+    return Run(target.create(started, durability=durability, clock=clock), started)

@@ -1,0 +1,148 @@
+"""The single writer of a run: appends whole lines, one ``os.write`` each, under the run's flock.
+
+Durability is a choice made per writer (documented in ``docs/format.md``):
+
+* ``"state"`` (default): every state-changing event (``started``, ``step-progress``, the
+  terminals) is fdatasync'ed before :meth:`RunWriter.append` returns; heartbeats are not,
+  since losing the last heartbeat to a power cut changes no status.
+* ``"all"``: heartbeats too.
+* ``"none"``: nothing is synced (tests, benchmarks, scratch runs). A process crash still
+  loses nothing the kernel accepted; a power cut may.
+
+A short write is cut back to the last whole line and raised. A failed fsync is final: the
+kernel may have thrown the dirty pages away and a later fsync would "succeed" without them
+(fsyncgate), so the writer refuses every later append.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from journal.codec import encode_line
+from journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
+from journal.events import SYNCED_TYPES, Event
+from journal.fsio import sync_data
+from journal.lines import TornTail
+from journal.reader import Cursor
+
+Durability = Literal["state", "all", "none"]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock: now, in UTC."""
+    return datetime.now(UTC)
+
+
+class RunWriter:
+    """Appends events to one run file whose exclusive ``flock`` this writer's fd holds.
+
+    Thread-safe: the workflow runner heartbeats from a second thread.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        path: Path,
+        run_id: str,
+        cursor: Cursor,
+        *,
+        torn_tail: TornTail | None = None,
+        durability: Durability = "state",
+        clock: Clock = utc_now,
+    ) -> None:
+        self.fd = fd
+        self.path = path
+        self.run_id = run_id
+        self.cursor = cursor
+        self.torn_tail = torn_tail
+        self.durability: Durability = durability
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._refusal: str | None = None
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next appended event gets."""
+        return self.cursor.seq
+
+    def append(self, event_cls: type[Any], **fields: Any) -> Event:
+        """Build an event of ``event_cls`` with the next seq and the current time, append it and return it."""
+        with self._lock:
+            event = event_cls(run_id=self.run_id, seq=self.cursor.seq, ts=self._clock(), **fields)
+            self._append_locked(event)
+            return event
+
+    def append_event(self, event: Event) -> Event:
+        """Append a fully built event (importers); its ``run_id`` and ``seq`` must continue the run."""
+        with self._lock:
+            if event.run_id != self.run_id or event.seq != self.cursor.seq:
+                raise ValueError(
+                    f"event {event.run_id}#{event.seq} does not continue run {self.run_id} at seq {self.cursor.seq}"
+                )
+            self._append_locked(event)
+            return event
+
+    def _append_locked(self, event: Event) -> None:
+        if self._refusal is not None:
+            raise WriterClosedError(f"refusing to append to {self.path}: {self._refusal}")
+        if self.torn_tail is not None:
+            raise WriterClosedError(
+                f"{self.path} ends in a torn line at byte {self.torn_tail.offset}; "
+                "run 'runjournal reconcile' to quarantine it before appending"
+            )
+        line, digest = encode_line(event, self.cursor.prev_hash)
+        self._write_line(line)
+        if self.durability == "all" or (self.durability == "state" and event.type in SYNCED_TYPES):
+            self._sync()
+        c = self.cursor
+        self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
+
+    def _write_line(self, line: bytes) -> None:
+        try:
+            written = os.write(self.fd, line)
+        except OSError as exc:
+            self._cut_back()
+            raise JournalWriteError(exc.errno or errno.EIO, f"cannot append to {self.path}: {exc.strerror}") from None
+        if written != len(line):
+            self._cut_back()
+            raise ShortWriteError(
+                errno.EIO,
+                f"short write to {self.path}: {written} of {len(line)} bytes (disk full or file size limit?); "
+                "the partial line was removed",
+            )
+
+    def _cut_back(self) -> None:
+        """Remove any partial line so the file again ends with a whole line."""
+        try:
+            if os.fstat(self.fd).st_size != self.cursor.offset:
+                os.ftruncate(self.fd, self.cursor.offset)
+        except OSError as exc:
+            self._refusal = f"could not remove a partial line ({exc.strerror}); the file may end in a torn line"
+
+    def _sync(self) -> None:
+        try:
+            sync_data(self.fd)
+        except OSError as exc:
+            self._refusal = f"an earlier fsync failed ({exc.strerror}); data may be lost, start a new run"
+            raise FsyncFailedError(exc.errno or errno.EIO, f"fsync of {self.path} failed: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Release the lock and close the file (the kernel does both if the process dies)."""
+        with self._lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+                self._refusal = self._refusal or "the writer is closed"
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
