@@ -21,7 +21,7 @@ import click
 from cli.errors import ExitCode, JournalClickError
 from journal import __version__
 from journal.errors import JournalError
-from journal.store import ROOT_ENV, default_root
+from journal.root import ROOT_ENV, default_root
 
 COMMANDS: dict[str, str] = {
     "run": "cli.cmd_run:run",

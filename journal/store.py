@@ -29,16 +29,10 @@ from journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data,
 from journal.ids import validate_prefix, validate_run_id
 from journal.lines import RawLine, iter_raw_lines
 from journal.reader import Cursor, RunReader, scan_to_end
+from journal.root import default_root
 from journal.writer import Clock, Durability, RunWriter, utc_now
 
-DEFAULT_ROOT = ".runjournal"
-ROOT_ENV = "RUNJOURNAL_ROOT"
 RUN_SUFFIX = ".jsonl"
-
-
-def default_root() -> Path:
-    """The root from ``RUNJOURNAL_ROOT``, else ``./.runjournal``."""
-    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
 
 
 class Store(Protocol):

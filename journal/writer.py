@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from journal.codec import encode_line
+from journal.crashpoints import crash_point
 from journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
 from journal.events import SYNCED_TYPES, Event
 from journal.fsio import sync_data
@@ -33,6 +34,26 @@ from journal.reader import Cursor
 
 Durability = Literal["state", "all", "none"]
 Clock = Callable[[], datetime]
+
+
+class FileOps:
+    """The system calls the writer makes, as a seam for fault injection.
+
+    Tests swap in a layer that fails, shortens or withholds writes (power-loss simulation);
+    production uses these plain calls.
+    """
+
+    write = staticmethod(os.write)
+    sync = staticmethod(sync_data)
+    truncate = staticmethod(os.ftruncate)
+
+    @staticmethod
+    def size(fd: int) -> int:
+        """The file's current size."""
+        return os.fstat(fd).st_size
+
+
+REAL_OPS = FileOps()
 
 
 def utc_now() -> datetime:
@@ -56,8 +77,10 @@ class RunWriter:
         torn_tail: TornTail | None = None,
         durability: Durability = "state",
         clock: Clock = utc_now,
+        ops: FileOps = REAL_OPS,
     ) -> None:
         self.fd = fd
+        self.ops = ops
         self.path = path
         self.run_id = run_id
         self.cursor = cursor
@@ -98,15 +121,18 @@ class RunWriter:
                 "run 'runjournal reconcile' to quarantine it before appending"
             )
         line, digest = encode_line(event, self.cursor.prev_hash)
+        crash_point("before-write")
         self._write_line(line)
+        crash_point("after-write")
         if self.durability == "all" or (self.durability == "state" and event.type in SYNCED_TYPES):
             self._sync()
+            crash_point("after-sync")
         c = self.cursor
         self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
 
     def _write_line(self, line: bytes) -> None:
         try:
-            written = os.write(self.fd, line)
+            written = self.ops.write(self.fd, line)
         except OSError as exc:
             self._cut_back()
             raise JournalWriteError(exc.errno or errno.EIO, f"cannot append to {self.path}: {exc.strerror}") from None
@@ -121,14 +147,14 @@ class RunWriter:
     def _cut_back(self) -> None:
         """Remove any partial line so the file again ends with a whole line."""
         try:
-            if os.fstat(self.fd).st_size != self.cursor.offset:
-                os.ftruncate(self.fd, self.cursor.offset)
+            if self.ops.size(self.fd) != self.cursor.offset:
+                self.ops.truncate(self.fd, self.cursor.offset)
         except OSError as exc:
             self._refusal = f"could not remove a partial line ({exc.strerror}); the file may end in a torn line"
 
     def _sync(self) -> None:
         try:
-            sync_data(self.fd)
+            self.ops.sync(self.fd)
         except OSError as exc:
             self._refusal = f"an earlier fsync failed ({exc.strerror}); data may be lost, start a new run"
             raise FsyncFailedError(exc.errno or errno.EIO, f"fsync of {self.path} failed: {exc.strerror}") from None

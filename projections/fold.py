@@ -1,0 +1,154 @@
+"""The status fold: a pure function from a run's events to its :class:`RunState`.
+
+It never reads the clock or the filesystem. It is incremental (``fold(tail,
+start=fold(head)) == fold(head + tail)``) and total: any sequence of valid events folds
+without raising, and oddities become :class:`Anomaly` entries.
+
+The first terminal event wins; events after it are :class:`LateEvent` entries and change
+nothing (a writer that was only stopped, not dead, may come back after being abandoned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from journal.events import TERMINAL_TYPES, Event, Started, StepProgress
+from projections.state import Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
+
+STATUS_AFTER: dict[str, str | None] = {
+    "started": "running",
+    "step-progress": None,
+    "heartbeat": None,
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "abandoned": "abandoned",
+}
+"""Event type -> the run status after it (None: the status does not change)."""
+
+_ENDED = ("succeeded", "failed", "skipped")
+
+
+def fold(events: Iterable[Event], start: RunState | None = None) -> RunState:
+    """Fold ``events`` onto ``start`` (a fresh state by default) and return the new state.
+
+    ``start`` is not modified. ``events`` is iterated exactly once.
+    """
+    state = start.copy() if start is not None else RunState()
+    for event in events:
+        apply(state, event)
+    return state
+
+
+def fold_steps(events: Iterable[Event], start: RunState | None = None) -> Iterator[tuple[Event, RunState]]:
+    """Yield ``(event, state after it)`` for each event; the state object is reused, copy it to keep it."""
+    state = start.copy() if start is not None else RunState()
+    for event in events:
+        apply(state, event)
+        yield event, state
+
+
+def apply(state: RunState, event: Event) -> None:
+    """Fold one event into ``state`` in place (the fold's private step; callers use :func:`fold`)."""
+    if state.events and event.seq != state.last_seq + 1:
+        _anomaly(state, event, "seq-gap", f"seq {event.seq} follows {state.last_seq}")
+    state.events += 1
+    state.last_seq = event.seq
+    state.last_event_at = event.ts
+    if state.run_id is None:
+        state.run_id = event.run_id
+    if state.terminal is not None:
+        state.late_events.append(LateEvent(event.seq, event.type, event.ts))
+        return
+    if isinstance(event, Started):
+        _apply_started(state, event)
+    elif isinstance(event, StepProgress):
+        _apply_progress(state, event)
+    elif event.type in TERMINAL_TYPES:
+        _apply_terminal(state, event)  # type: ignore[arg-type]
+
+
+def _anomaly(state: RunState, event: Event, kind: str, message: str) -> None:
+    state.anomalies.append(Anomaly(event.seq, kind, message))
+
+
+def _apply_started(state: RunState, event: Started) -> None:
+    if state.started is not None:
+        _anomaly(state, event, "second-started", f"a second 'started' event (seq {event.seq}) was ignored")
+        return
+    if state.events > 1:
+        _anomaly(state, event, "started-not-first", f"'started' is event #{state.events}, not the first")
+    state.started = event
+    state.status = "running"
+    for planned in event.steps:
+        step = state.steps.setdefault(planned.name, StepState(planned.name))
+        step.planned = True
+        for item in planned.items or ():
+            step.items.setdefault(item, ItemState(item))
+        if planned.items is not None:
+            step.total = len(planned.items)
+
+
+def _apply_progress(state: RunState, event: StepProgress) -> None:
+    if state.started is None:
+        _anomaly(state, event, "before-started", f"step {event.step!r} progress before 'started'")
+    step = state.steps.get(event.step)
+    if step is None:
+        step = state.steps[event.step] = StepState(event.step, planned=False)
+    if event.done is not None:
+        step.done = event.done
+    if event.total is not None:
+        step.total = event.total
+    if event.item is not None:
+        _apply_item(state, step, event)
+        return
+    _apply_step_state(state, step, event)
+
+
+def _apply_step_state(state: RunState, step: StepState, event: StepProgress) -> None:
+    if event.state == "started":
+        if step.state != "pending":
+            _anomaly(state, event, "step-restarted", f"step {step.name!r} started again while {step.state}")
+        step.started_at = event.ts
+    else:
+        if step.state == "pending" and event.state != "skipped":
+            _anomaly(state, event, "end-before-start", f"step {step.name!r} {event.state} before it started")
+        elif step.state in _ENDED:
+            _anomaly(state, event, "step-ended-twice", f"step {step.name!r} {event.state} after it {step.state}")
+        step.ended_at = event.ts
+    step.state = event.state
+    if event.exit_code is not None:
+        step.exit_code = event.exit_code
+    if event.message is not None:
+        step.message = event.message
+
+
+def _apply_item(state: RunState, step: StepState, event: StepProgress) -> None:
+    name = event.item or ""
+    item = step.items.get(name)
+    if item is None:
+        item = step.items[name] = ItemState(name)
+    if step.state == "pending":
+        # An item event implies its step is under way even if the step's own start is missing.
+        step.state = "started"
+        step.started_at = event.ts
+    new_state = event.item_state or event.state
+    if new_state == "started":
+        item.started_at = event.ts
+    else:
+        if item.state == "pending" and new_state != "skipped":
+            _anomaly(state, event, "end-before-start", f"item {name!r} of {step.name!r} {new_state} before it started")
+        item.ended_at = event.ts
+    item.state = new_state
+    if event.exit_code is not None:
+        item.exit_code = event.exit_code
+    if event.message is not None:
+        item.message = event.message
+
+
+def _apply_terminal(state: RunState, event: Terminal) -> None:
+    if state.started is None:
+        _anomaly(state, event, "before-started", f"terminal {event.type!r} before 'started'")
+    state.terminal = event
+    status = STATUS_AFTER[event.type]
+    state.status = status  # type: ignore[assignment]
