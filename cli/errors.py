@@ -25,6 +25,7 @@ class ExitCode(enum.IntEnum):
     JOURNAL = 3
     ABANDONED = 4
     CANCELLED = 5
+    TIMEOUT = 124  # as timeout(1): `follow --timeout` gave up while the run was still running
     INTERRUPTED = 130
 
 

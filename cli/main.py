@@ -58,6 +58,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except JournalError as exc:
             raise JournalClickError.from_error(exc) from None
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            # An unreadable file or a file where a directory belongs: one line, not a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise JournalClickError(f"{where}{exc.strerror or exc}", ExitCode.JOURNAL) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
 

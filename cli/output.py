@@ -76,6 +76,11 @@ def emit_json_array(rows: Iterable[Any]) -> None:
     out.flush()
 
 
+def emit_text(line: str, raw: bool = False) -> None:
+    """Print one line of text output; with ``raw``, exactly as given (click would strip ANSI codes off a pipe)."""
+    click.echo(line, color=True if raw else None)
+
+
 def use_color() -> bool:
     """Whether to colour stdout: a terminal, and ``NO_COLOR`` not set."""
     return "NO_COLOR" not in os.environ and sys.stdout.isatty()
@@ -98,7 +103,13 @@ def status_text(status: str, width: int = 0) -> str:
     return click.style(padded, fg=color) if color and use_color() else padded
 
 
-def clean(text: object, raw: bool = False) -> str:
-    """Journal text made safe for a terminal (unless ``raw``)."""
+def clean(text: object, raw: bool = False, *, inline: bool = False) -> str:
+    """Journal text made safe for a terminal (unless ``raw``).
+
+    ``inline`` is for one cell of a table or one line of a listing: newlines and tabs are
+    shown as ``\\n`` and ``\\t`` even with ``raw``, so one value can never break a row.
+    """
     value = "" if text is None else str(text)
-    return value if raw else sanitize(value)
+    if not raw:
+        value = sanitize(value, keep_newlines=not inline)
+    return value.replace("\n", "\\n").replace("\t", "\\t") if inline else value

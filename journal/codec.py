@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ GENESIS_HASH = "0" * 64
 """The ``prev_h`` of a run's first line."""
 
 _HASH_PREFIX = b',"h":"'
+_HEX64 = re.compile(rb"[0-9a-f]{64}")
 _HASH_SUFFIX_LEN = len(_HASH_PREFIX) + 64 + len(b'"}')
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -142,10 +144,10 @@ def split_hash(raw: bytes, corrupt: Callable[..., CorruptLineError]) -> tuple[by
     tail = raw[-_HASH_SUFFIX_LEN:]
     if len(raw) <= _HASH_SUFFIX_LEN or not tail.startswith(_HASH_PREFIX) or not tail.endswith(b'"}'):
         raise corrupt('line does not end with the hash field ,"h":"<64 hex>"}')
-    digest = tail[len(_HASH_PREFIX) : -2].decode("ascii", "replace")
-    if any(c not in "0123456789abcdef" for c in digest):
+    digest = tail[len(_HASH_PREFIX) : -2]
+    if _HEX64.fullmatch(digest) is None:
         raise corrupt("hash field is not 64 lowercase hex digits")
-    return raw[:-_HASH_SUFFIX_LEN], digest
+    return raw[:-_HASH_SUFFIX_LEN], digest.decode("ascii")
 
 
 def upcast(obj: dict[str, Any], corrupt: Callable[..., CorruptLineError]) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def upcast(obj: dict[str, Any], corrupt: Callable[..., CorruptLineError]) -> dic
     event_type, version = obj.get("type"), obj.get("v")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise corrupt(f"field 'v' must be a positive integer, got {version!r}")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise corrupt(f"unknown event type {event_type!r}")
     while version < SCHEMA_VERSION:
         step = UPCASTERS.get((event_type, version))

@@ -12,10 +12,13 @@ with a code this reader does not know still reads, as ``unknown``.
 from __future__ import annotations
 
 import enum
+import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,13 +34,15 @@ SCHEMA_VERSION = 1
 """Current schema version of every event type (``v``)."""
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIMESTAMP_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
 def _parse_utc(value: Any) -> datetime:
     if isinstance(value, str):
-        if not value.endswith("Z") or len(value) != 27:
+        if _TIMESTAMP_SHAPE.fullmatch(value) is None:
             raise ValueError("timestamp must be UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ")
-        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        # fromisoformat is ~10x faster than strptime; the shape check above keeps it strict.
+        return datetime.fromisoformat(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
@@ -45,10 +50,16 @@ def _parse_utc(value: Any) -> datetime:
     raise ValueError("timestamp must be a string or datetime")
 
 
+def _format_utc(moment: datetime) -> str:
+    # glibc's %Y does not zero-pad years before 1000, which would write a timestamp the
+    # reader rejects; pad the year by hand.
+    return f"{moment.year:04d}" + moment.strftime(TIMESTAMP_FORMAT[2:])
+
+
 UtcTimestamp = Annotated[
     datetime,
     BeforeValidator(_parse_utc),
-    PlainSerializer(lambda d: d.strftime(TIMESTAMP_FORMAT), return_type=str),
+    PlainSerializer(_format_utc, return_type=str),
     WithJsonSchema(
         {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"}
     ),
@@ -56,7 +67,24 @@ UtcTimestamp = Annotated[
 """A UTC instant, always written with six fractional digits and a ``Z``."""
 
 RunId = Annotated[str, Field(pattern=f"^{RUN_ID_PATTERN.pattern}$")]
-JsonValue: TypeAlias = Any
+
+
+def _finite_json(value: Any) -> Any:
+    # orjson writes NaN and infinities as null: refuse them rather than change the data.
+    # Iterative, so a deeply nested value cannot hit the recursion limit.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and infinity cannot be written as JSON")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return value
+
+
+JsonValue: TypeAlias = Annotated[Any, AfterValidator(_finite_json)]
 NonNegative = Annotated[int, Field(ge=0)]
 
 
@@ -91,7 +119,7 @@ StepState = Literal["started", "succeeded", "failed", "skipped"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class WriterIdentity(_Model):
@@ -236,5 +264,7 @@ def event_json_schema() -> dict[str, Any]:
     for definition in schema.get("$defs", {}).values():
         if "type" in definition.get("properties", {}) and "run_id" in definition["properties"]:
             definition["properties"]["h"] = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-            definition["required"] = [*definition.get("required", []), "h"]
+            # The models default ``v`` and ``type``, but the reader needs both on every line.
+            required = definition.get("required", [])
+            definition["required"] = [*(n for n in ("v", "type") if n not in required), *required, "h"]
     return schema

@@ -17,6 +17,7 @@ from journal.errors import JournalWriteError, UnsafePathError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def sync_data(fd: int) -> None:
@@ -40,8 +41,11 @@ def fsync_dir(path: Path) -> None:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) as 0700 if missing; refuse a symlink or unsafe owner/mode."""
+    # mkdir(parents=True) would create missing parents with the umask's mode, not 0700.
+    missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in reversed(missing):
+            directory.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         raise JournalWriteError(exc.errno or errno.EIO, f"cannot create directory {path}: {exc.strerror}") from None
     check_dir(path)
@@ -66,7 +70,8 @@ def check_dir(path: Path) -> None:
 def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
     """Open ``path`` without following a symlink and check that it is a regular file."""
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+        # O_NONBLOCK: opening a FIFO planted where a run file should be must not hang (it is refused below).
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePathError(f"{path} is a symlink; refusing to open it") from None

@@ -154,7 +154,14 @@ class Run:
         try:
             self._stop_beats.set()
             if self.ended_with is None:
-                self._end_for(exc)
+                try:
+                    self._end_for(exc)
+                except JournalError:
+                    # Failing to record the end must not replace the body's own exception
+                    # (a Ctrl-C, or the failed fsync that caused this): the run is left
+                    # without a terminal, for reconciliation to find.
+                    if exc is None:
+                        raise
         finally:
             self.close()
 

@@ -23,6 +23,7 @@ from journal.errors import (
     RunExistsError,
     RunLockedError,
     RunNotFoundError,
+    UnsafePathError,
 )
 from journal.events import Started
 from journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
@@ -67,12 +68,19 @@ class JsonlStore:
         """Directory for a run's step output."""
         return self.logs_dir / validate_run_id(run_id)
 
+    def check_not_symlinked(self) -> None:
+        """Refuse a root or runs directory that is a symlink: every open below it would follow it."""
+        for directory in (self.root, self.runs_dir):
+            if os.path.islink(directory):
+                raise UnsafePathError(f"{directory} is a symlink; refusing to use it as a journal directory")
+
     def exists(self, run_id: str) -> bool:
         """Whether a journal file for ``run_id`` exists."""
         return os.path.lexists(self.path(run_id))
 
     def run_ids(self) -> Iterator[str]:
         """Every run id in the store, in no particular order."""
+        self.check_not_symlinked()
         try:
             entries = os.scandir(self.runs_dir)
         except FileNotFoundError:
@@ -98,6 +106,7 @@ class JsonlStore:
     def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader:
         """A reader of ``run_id`` from ``cursor`` (the start by default)."""
         path = self.path(run_id)
+        self.check_not_symlinked()
         if not os.path.lexists(path):
             raise RunNotFoundError(run_id, self.root)
         return RunReader(path, run_id, cursor)
@@ -110,6 +119,7 @@ class JsonlStore:
         reconciler never sees one unlocked while its writer lives.
         """
         final = self.path(started.run_id)
+        self.check_not_symlinked()
         ensure_private_dir(self.runs_dir)
         tmp = self.runs_dir / f".{started.run_id}.creating-{os.getpid()}"
         fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
@@ -142,6 +152,7 @@ class JsonlStore:
         writer knows the run's last seq and hash, and any torn tail it must repair first.
         """
         path = self.path(run_id)
+        self.check_not_symlinked()
         try:
             fd = open_regular(path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:

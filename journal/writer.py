@@ -120,15 +120,34 @@ class RunWriter:
                 f"{self.path} ends in a torn line at byte {self.torn_tail.offset}; "
                 "run 'runjournal reconcile' to quarantine it before appending"
             )
+        synced = self.durability == "all" or (self.durability == "state" and event.type in SYNCED_TYPES)
+        if synced:
+            self._check_still_ours()  # two syscalls: cheap next to the fsync, so only where durability is promised
         line, digest = encode_line(event, self.cursor.prev_hash)
         crash_point("before-write")
         self._write_line(line)
         crash_point("after-write")
-        if self.durability == "all" or (self.durability == "state" and event.type in SYNCED_TYPES):
+        if synced:
             self._sync()
             crash_point("after-sync")
         c = self.cursor
         self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
+
+    def _check_still_ours(self) -> None:
+        """Refuse for good if the run file was deleted or replaced under this writer.
+
+        Appends to an unlinked or renamed-over inode would "succeed" where no reader ever
+        looks (SQLite's How To Corrupt: a file unlinked or renamed while in use).
+        """
+        try:
+            on_disk = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(self.fd)
+        if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
+            return
+        self._refusal = f"{self.path} was {'deleted' if on_disk is None else 'replaced by another file'} under this writer"
+        raise JournalWriteError(errno.ESTALE, f"refusing to append: {self._refusal}; nothing more is written to it")
 
     def _write_line(self, line: bytes) -> None:
         try:

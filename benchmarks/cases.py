@@ -1,0 +1,428 @@
+"""The benchmark cases of issue 5, each measured next to its baseline in the same run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from benchmarks import baselines, fixtures
+from benchmarks.measure import REPO, Series, child_env, cli_argv, repeat, run_child, time_child
+from journal.codec import GENESIS_HASH, encode_line
+from journal.events import Heartbeat, StepProgress
+from journal.run import start_run
+from journal.store import JsonlStore
+from projections.index import INDEX_DIR, HistoryIndex
+
+PY = sys.executable
+
+
+@dataclass
+class Config:
+    """Sizes and repetition for one benchmark run."""
+
+    quick: bool
+    work: Path
+    small_runs: int = 10_000
+    large_runs: int = 100_000
+    events_per_run: int = 20
+    orphans: int = 100
+    big_run_events: int = 1_000_000
+    durable_events: int = 1_000
+    heartbeat_events: int = 20_000
+    startup_repeats: int = 20
+    follow_samples: int = 200
+    repeats: int = 5
+    budget: float = 60.0
+    log: Callable[[str], None] = print
+
+    @classmethod
+    def make(cls, quick: bool, work: Path, log: Callable[[str], None]) -> Config:
+        """Full sizes (the issue's), or ``quick`` ones for a smoke test under a minute."""
+        if not quick:
+            return cls(False, work, log=log)
+        return cls(True, work, small_runs=500, large_runs=2_000, orphans=5, big_run_events=20_000,
+                   durable_events=100, heartbeat_events=5_000, startup_repeats=5, follow_samples=20,
+                   repeats=3, budget=1.5, log=log)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    case: str
+    goal: str
+    measured: Series | None = None
+    baseline_name: str = ""
+    baseline: Series | None = None
+    ratio: float | None = None
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+    note: str = ""
+    skipped: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``MISS``, ``info`` (no goal) or ``skip``."""
+        if self.skipped:
+            return "skip"
+        if not self.checks:
+            return "info"
+        return "ok" if all(ok for _, ok in self.checks) else "MISS"
+
+
+def command_available(name: str) -> str | None:
+    """None if ``runjournal NAME`` exists, else why not (its module is not written yet)."""
+    from cli.main import COMMANDS
+
+    target = COMMANDS.get(name)
+    if target is None:
+        return f"'runjournal {name}' does not exist"
+    if importlib.util.find_spec(target.split(":")[0]) is None:
+        return f"'runjournal {name}' not available yet ({target.split(':')[0]} missing)"
+    return None
+
+
+def cli(root: Path, *args: str) -> list[str]:
+    """argv of a runjournal command on ``root``."""
+    return [*cli_argv(), "--root", str(root), *args]
+
+
+# ---- history -------------------------------------------------------------------------------
+
+
+def naive_series(cfg: Config, root: Path) -> Series:
+    """The naive full scan as a whole process (start-up included, like the CLI)."""
+    argv = [PY, str(REPO / "benchmarks" / "baselines.py"), "naive", str(root)]
+    return time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+
+
+def history_rows(cfg: Config, fx: fixtures.Fixture, naive: Series, *, ratio_goal: float,
+                 wall_goal: float | None) -> tuple[list[Row], Series | None]:
+    """``history --json`` with a warm index, the lean index-only process, and sqlite, against the naive scan."""
+    label = f"{fx.runs:,} runs x {fx.events_per_run} events"
+    rows: list[Row] = []
+    goal = f"<= {ratio_goal}x naive" + (f", <= {wall_goal * 1000:.0f} ms" if wall_goal else "")
+    warm: Series | None = None
+    missing = command_available("history")
+    if missing:
+        rows.append(Row(f"history --json, {label}, warm", goal, skipped=missing))
+    else:
+        argv = cli(fx.root, "history", "--json")
+        run_child(argv, env=child_env())  # warm the index (and reconcile any orphans)
+        warm = time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+        row = _ratio_row(f"history --json, {label}, warm", goal, warm, "naive full scan", naive, ratio_goal)
+        if wall_goal is not None:
+            row.checks.append((f"<= {wall_goal * 1000:.0f} ms", warm.median <= wall_goal))
+        if not (fx.root / INDEX_DIR).exists():
+            row.note = "the CLI does not use the index yet (no <root>/index after the call)"
+        rows.append(row)
+    lean_argv = [PY, str(REPO / "benchmarks" / "lean_history.py"), str(fx.root)]
+    run_child(lean_argv, env=child_env())
+    lean = time_child(lean_argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+    lean_row = _ratio_row(f"index-only history process, {label}", goal, lean, "naive full scan", naive, ratio_goal)
+    if wall_goal is not None:
+        lean_row.checks.append((f"<= {wall_goal * 1000:.0f} ms", lean.median <= wall_goal))
+    lean_row.note = "benchmarks/lean_history.py: HistoryIndex summaries -> JSON, no pydantic (what history could be)"
+    rows.append(lean_row)
+    rows.append(_sqlite_history_row(cfg, fx, naive, label))
+    return rows, warm
+
+
+def _sqlite_history_row(cfg: Config, fx: fixtures.Fixture, naive: Series, label: str) -> Row:
+    db_path = cfg.work / f"history-{fx.runs}.sqlite"
+    db = baselines.sqlite_connect(db_path)
+    baselines.sqlite_load(db, fx.runs_dir)
+    db.close()
+    argv = [PY, str(REPO / "benchmarks" / "baselines.py"), "sqlite-history", str(db_path)]
+    series = time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+    row = _ratio_row(f"sqlite3 latest status per run, {label}", "(baseline)", series, "naive full scan", naive, None)
+    row.note = "the tool a user might pick instead: events table, WAL, index on (run_id, seq, status)"
+    return row
+
+
+def rebuild_row(cfg: Config, fx: fixtures.Fixture) -> list[Row]:
+    """Index rebuild from nothing, in-process, against the naive scan in-process."""
+    store = JsonlStore(fx.root)
+    naive = repeat(lambda: baselines.naive_history(fx.runs_dir) and None, times=cfg.repeats, budget=cfg.budget)
+
+    def drop_index() -> None:
+        shutil.rmtree(fx.root / INDEX_DIR, ignore_errors=True)
+
+    rebuild = repeat(lambda: HistoryIndex(store).refresh() and None, times=cfg.repeats, budget=cfg.budget,
+                     setup=drop_index)
+    label = f"index rebuild from nothing, {fx.runs:,} runs (in-process)"
+    rows = [_ratio_row(label, "<= 1.5x naive", rebuild, "naive full scan (in-process)", naive, 1.5)]
+    rows[0].note = "strict reads: hash chain, seq and run_id checked on every line; index written"
+    fast = _with_fastread(lambda: repeat(lambda: HistoryIndex(store).refresh() and None, times=cfg.repeats,
+                                         budget=cfg.budget, setup=drop_index))
+    if fast is not None:
+        row = _ratio_row(label.replace("(in-process)", "with journal.fastread"), "<= 1.5x naive", fast,
+                         "naive full scan (in-process)", naive, 1.5)
+        row.note = "same, with RunReader decoding through journal.fastread (not wired in yet)"
+        rows.append(row)
+    return rows
+
+
+def _with_fastread(fn: Callable[[], Series]) -> Series | None:
+    """Run ``fn`` with the reader decoding through :mod:`journal.fastread`, if it exists."""
+    if importlib.util.find_spec("journal.fastread") is None:
+        return None
+    import journal.fastread
+    import journal.reader
+
+    original = journal.reader.decode_line
+    journal.reader.decode_line = journal.fastread.decode_line  # type: ignore[assignment]
+    try:
+        return fn()
+    finally:
+        journal.reader.decode_line = original
+
+
+def reconcile_row(cfg: Config, fx: fixtures.Fixture, warm: Series | None) -> Row:
+    """``history`` on a store where some runs' writers died since the last call."""
+    label = f"reconcile-on-read: history --json, {fx.runs:,} runs, {len(fx.orphan_ids)} orphaned"
+    missing = command_available("history")
+    if missing:
+        return Row(label, "<= 1 s", skipped=missing)
+    argv = cli(fx.root, "history", "--json")
+    series = time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env(),
+                        setup=lambda: fixtures.reset_orphans(fx))
+    status = orjson.loads(run_child(argv, env=child_env(), capture=True).stdout)
+    abandoned = sum(1 for r in status if r["run_id"] in set(fx.orphan_ids) and r["status"] == "abandoned")
+    row = Row(label, "<= 1 s", series, "history --json, same store, no orphans", warm,
+              None if warm is None else series.median / warm.median)
+    row.checks.append(("<= 1 s", series.median <= 1.0))
+    row.note = f"{abandoned}/{len(fx.orphan_ids)} orphans shown abandoned after the last call"
+    return row
+
+
+def _ratio_row(case: str, goal: str, measured: Series, base_name: str, base: Series, max_ratio: float | None) -> Row:
+    ratio = measured.median / base.median
+    row = Row(case, goal, measured, base_name, base, ratio)
+    if max_ratio is not None:
+        row.checks.append((f"<= {max_ratio}x", ratio <= max_ratio))
+    return row
+
+
+# ---- appends -------------------------------------------------------------------------------
+
+
+def append_rows(cfg: Config) -> list[Row]:
+    """Durable (fdatasync'ed) and unsynced appends through the API against raw loops and sqlite."""
+    directory = cfg.work / "append"
+    directory.mkdir(exist_ok=True)
+    durable, heart = _api_appends(cfg, directory)
+    lines = _sample_lines(cfg.durable_events, progress=True)
+    raw_sync = repeat(lambda: baselines.raw_append(directory / "raw-sync", lines, sync=True), times=cfg.repeats,
+                      budget=cfg.budget)
+    sqlite = repeat(lambda: _sqlite_per_event(directory, lines), times=cfg.repeats, budget=cfg.budget)
+    beats = _sample_lines(cfg.heartbeat_events, progress=False)
+    raw = repeat(lambda: baselines.raw_append(directory / "raw", beats, sync=False), times=cfg.repeats,
+                 budget=cfg.budget)
+    for series in (durable, heart, raw_sync, sqlite, raw):
+        series.unit = "s/event"
+    rows = [
+        _speed_row("durable append via API (step-progress, fdatasync each)", durable, "raw os.write+fdatasync", raw_sync, 0.8),
+        _speed_row("durable append via API (step-progress, fdatasync each)", durable, "sqlite3 commit per event (WAL, FULL)", sqlite, 1.0),
+        _speed_row("unsynced append via API (heartbeats)", heart, "raw os.write loop", raw, 0.1),
+    ]
+    return rows
+
+
+def _speed_row(case: str, measured: Series, base_name: str, base: Series, min_speed: float) -> Row:
+    """A throughput comparison: ratio = baseline time / our time (higher is better)."""
+    ratio = base.median / measured.median
+    return Row(case, f">= {min_speed}x {base_name.split(' ')[0]}", measured, base_name, base, ratio,
+               [(f">= {min_speed}x", ratio >= min_speed)])
+
+
+def _api_appends(cfg: Config, directory: Path) -> tuple[Series, Series]:
+    def durable() -> float:
+        with start_run("bench", steps=["s"], root=directory / "api", durability="state") as run:
+            start = time.perf_counter()
+            for i in range(cfg.durable_events):
+                run.item_started("s", f"item-{i}", done=i, total=cfg.durable_events)
+            return (time.perf_counter() - start) / cfg.durable_events
+
+    def heartbeats() -> float:
+        with start_run("bench", steps=["s"], root=directory / "api", durability="state") as run:
+            start = time.perf_counter()
+            for _ in range(cfg.heartbeat_events):
+                run.heartbeat()
+            return (time.perf_counter() - start) / cfg.heartbeat_events
+
+    return (repeat(durable, times=cfg.repeats, budget=cfg.budget),
+            repeat(heartbeats, times=cfg.repeats, budget=cfg.budget))
+
+
+def _sample_lines(count: int, *, progress: bool) -> list[bytes]:
+    """Lines like the API writes (same sizes), encoded once, for the raw and sqlite loops."""
+    run_id = fixtures.run_id_for(0)
+    now = fixtures.BASE_TIME
+    lines, prev = [], GENESIS_HASH
+    for seq in range(count):
+        if progress:
+            event = StepProgress(run_id=run_id, seq=seq, ts=now, step="s", state="started", item=f"item-{seq}",
+                                 item_state="started", done=seq, total=count)
+        else:
+            event = Heartbeat(run_id=run_id, seq=seq, ts=now)
+        line, prev = encode_line(event, prev)
+        lines.append(line)
+    return lines
+
+
+def _sqlite_per_event(directory: Path, lines: list[bytes]) -> float:
+    path = directory / "events.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    db = baselines.sqlite_connect(path)
+    rows = [(o["run_id"], o["seq"], o["type"], o["ts"], line) for line in lines for o in [orjson.loads(line)]]
+    start = time.perf_counter()
+    baselines.sqlite_append(db, rows)
+    elapsed = time.perf_counter() - start
+    db.close()
+    return elapsed / len(lines)
+
+
+# ---- one big run ---------------------------------------------------------------------------
+
+
+def big_run_rows(cfg: Config) -> list[Row]:
+    """``show --json`` and ``replay --json`` on one very long run, against lines + orjson.loads."""
+    root = cfg.work / "big"
+    cfg.log(f"  writing a run of {cfg.big_run_events:,} events")
+    run_id = fixtures.build_big_run(root, cfg.big_run_events)
+    path = root / "runs" / f"{run_id}.jsonl"
+    base_argv = [PY, str(REPO / "benchmarks" / "baselines.py"), "lines", str(path)]
+    base = time_child(base_argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+    rows = []
+    for command in ("show", "replay"):
+        label = f"{command} --json, one run of {cfg.big_run_events:,} events"
+        goal = ">= 0.5x lines+orjson, peak RSS <= 150 MB"
+        missing = command_available(command)
+        if missing:
+            rows.append(Row(label, goal, skipped=missing))
+            continue
+        series = time_child(cli(root, command, run_id, "--json"), times=cfg.repeats, budget=cfg.budget,
+                            env=child_env())
+        ratio = base.median / series.median
+        rss = max(series.rss_kb) / 1024
+        rows.append(Row(label, goal, series, "read lines + orjson.loads", base, ratio,
+                        [(">= 0.5x", ratio >= 0.5), ("<= 150 MB", rss <= 150)], note=f"peak RSS {rss:.0f} MB"))
+    return rows
+
+
+# ---- start-up ------------------------------------------------------------------------------
+
+
+def startup_rows(cfg: Config) -> list[Row]:
+    """``runjournal --version`` and ``history`` on an empty root against ``python -c 'import click'``."""
+    empty = cfg.work / "empty-root"
+    empty.mkdir(mode=0o700, exist_ok=True)
+    base = time_child([PY, "-c", "import click"], times=cfg.startup_repeats, budget=cfg.budget, env=child_env())
+    version = time_child([*cli_argv(), "--version"], times=cfg.startup_repeats, budget=cfg.budget, env=child_env())
+    rows = [_ratio_row("runjournal --version", "<= 1.3x import click", version, "python -c 'import click'", base, 1.3)]
+    missing = command_available("history")
+    if missing:
+        rows.append(Row("history on an empty root", "<= 2x import click", skipped=missing))
+    else:
+        hist = time_child(cli(empty, "history"), times=cfg.startup_repeats, budget=cfg.budget, env=child_env())
+        rows.append(_ratio_row("history on an empty root", "<= 2x import click", hist, "python -c 'import click'",
+                               base, 2.0))
+    return rows
+
+
+# ---- follow --------------------------------------------------------------------------------
+
+
+def follow_rows(cfg: Config) -> list[Row]:
+    """Latency from an append to its line on ``follow``'s stdout; ``tail -F`` as the baseline."""
+    root = cfg.work / "follow"
+    tail = shutil.which("tail")
+    base = None
+    if tail is not None:
+        base = _latencies(cfg, root, lambda path, _: [tail, "-n", "+1", "-F", str(path)])
+    label = "follow latency, append to line on stdout"
+    goal = "median <= 20 ms, p99 <= 100 ms"
+    missing = command_available("follow")
+    if missing:
+        return [Row(label, goal, skipped=missing)]
+    series = _latencies(cfg, root, lambda _, run_id: cli(root, "follow", run_id, "--jsonl"))
+    p99 = series.quantile(0.99)
+    row = Row(label, goal, series, "tail -F (inotify)" if base else "", base,
+              None if base is None else series.median / base.median,
+              [("median <= 20 ms", series.median <= 0.020), ("p99 <= 100 ms", p99 <= 0.100)])
+    row.note = f"p99 {p99 * 1000:.1f} ms over {len(series.values)} appends" + (
+        f"; tail -F p99 {base.quantile(0.99) * 1000:.1f} ms" if base else "")
+    return [row]
+
+
+def _latencies(cfg: Config, root: Path, argv_for: Callable[[Path, str], Sequence[str]]) -> Series:
+    """Append heartbeats one at a time and time each until a line with its seq appears on the child's stdout."""
+    lines: queue.Queue[tuple[float, bytes]] = queue.Queue()
+    series = Series()
+    with start_run("follow-bench", steps=["s"], root=root, durability="none") as run:
+        proc = subprocess.Popen(argv_for(run.path, run.run_id), stdout=subprocess.PIPE, stderr=None,
+                                env=child_env())
+        threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
+        try:
+            _wait_for_seq(lines, 0, deadline=time.monotonic() + 30)
+            for n in range(cfg.follow_samples + 3):
+                time.sleep(0.02)  # pacing between appends, so each is measured on its own
+                start = time.perf_counter()
+                seq = run.heartbeat().seq
+                arrived = _wait_for_seq(lines, seq, deadline=time.monotonic() + 10)
+                if n >= 3:  # the first few warm the watcher up
+                    series.values.append(arrived - start)
+        finally:
+            run.succeed()
+            _stop(proc)
+    return series
+
+
+def _pump(proc: subprocess.Popen[bytes], lines: queue.Queue[tuple[float, bytes]]) -> None:
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.put((time.perf_counter(), line))
+
+
+def _wait_for_seq(lines: queue.Queue[tuple[float, bytes]], seq: int, *, deadline: float) -> float:
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no line with seq {seq} within the deadline")
+        try:
+            arrived, line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        try:
+            if orjson.loads(line).get("seq") == seq:
+                return arrived
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def os_same_disk(path: Path) -> bool:
+    """Whether ``path`` is on the same filesystem as the repository."""
+    return os.stat(path).st_dev == os.stat(REPO).st_dev

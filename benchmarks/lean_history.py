@@ -1,0 +1,68 @@
+"""``history --json`` as a lean process could do it: index summaries to JSON, without pydantic.
+
+Not a product command: it shows what the history read model costs on its own, start-up
+included, so the gap to the CLI's figure is the CLI's own cost (imports, views). It
+imports only click, orjson and :mod:`projections.index` up front, like the CLI's fast path
+would; a run that has to be folded imports the fold on demand.
+
+    python benchmarks/lean_history.py ROOT
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import click  # noqa: E402,F401  (the CLI pays for it; so does this)
+import orjson  # noqa: E402
+
+from projections.index import HistoryIndex  # noqa: E402
+
+
+class DirectoryStore:
+    """The part of :class:`journal.store.JsonlStore` the index needs on its fast path, without its imports."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+
+    def run_ids(self) -> Iterator[str]:
+        """Run ids from the file names."""
+        for name in os.listdir(self.runs_dir):
+            if name.endswith(".jsonl") and not name.startswith("."):
+                yield name[:-6]
+
+    def path(self, run_id: str) -> Path:
+        """A run's journal (the JsonlStore validates the id; the fallback below uses it)."""
+        from journal.store import JsonlStore
+
+        return JsonlStore(self.root).path(run_id)
+
+    def read(self, run_id: str, cursor: object = None) -> object:
+        """Delegate to the real store when a run must be folded."""
+        from journal.store import JsonlStore
+
+        return JsonlStore(self.root).read(run_id, cursor)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    """Print every run's summary as one JSON array, newest first."""
+    store = DirectoryStore(sys.argv[1])
+    runs_dir = str(store.runs_dir) + os.sep
+    out = sys.stdout.buffer
+    out.write(b"[")
+    first = True
+    for summary in HistoryIndex(store).summaries():  # type: ignore[arg-type]
+        obj = summary.to_json()
+        obj["path"] = runs_dir + summary.run_id + ".jsonl"
+        out.write((b"" if first else b",") + orjson.dumps(obj))
+        first = False
+    out.write(b"]\n")
+
+
+if __name__ == "__main__":
+    main()

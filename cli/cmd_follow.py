@@ -1,0 +1,139 @@
+"""``runjournal follow``: print a run's events as they are appended, until the run ends.
+
+A file-change notification only says "something changed", so every wake re-reads from
+the last cursor; the reader stops before a line without its newline, so a half-written
+line is never printed (it is read whole on a later wake). Watching falls back to a poll
+every :data:`POLL_MS` ms, which also covers appends made between the first read and the
+watcher starting, and is when a silent run's writer is checked for liveness.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.errors import STATUS_EXIT_CODES, ExitCode
+from cli.output import OutputFormat, emit_json, emit_json_array, emit_text, output_options
+from cli.textviews import EVENT_HEADER, event_text
+from cli.views import display_reason, display_status, event_object
+from journal.events import Event
+from journal.reader import Cursor
+from journal.store import JsonlStore
+from projections.fold import fold_steps
+from projections.reconcile import current_state
+from projections.state import RunState
+
+POLL_MS = 500
+"""Longest wait between re-reads when no change notification arrives (ms)."""
+
+# watchfiles' default debounce (1.6 s) suits rebuilds, not tailing a log.
+WATCH_OPTIONS: dict[str, Any] = {
+    "debounce": 10, "step": 5, "rust_timeout": POLL_MS, "yield_on_timeout": True, "watch_filter": None,
+}
+
+
+class Tail:
+    """A run read incrementally: the cursor after the last whole line read, and the fold so far."""
+
+    def __init__(self, store: JsonlStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.cursor = Cursor()
+        self.state = RunState()
+        self.derived: Any = None
+        self.timed_out = False
+
+    def new_events(self) -> Iterator[tuple[Event, RunState]]:
+        """The events appended since the last call, each with the state after it."""
+        reader = self.store.read(self.run_id, self.cursor)
+        for event, state in fold_steps(reader.events(), self.state):
+            self.state = state
+            self.cursor = reader.cursor
+            yield event, state
+
+    def writer_gone(self) -> bool:
+        """Whether the run's writer is gone (then the run is reconciled, or found dead on a read-only journal)."""
+        if self.store.writer_alive(self.run_id):
+            return False
+        current = current_state(self.store, self.run_id, reconcile=True)
+        if current.state.is_terminal:
+            return True
+        if display_status(current) != current.state.status:
+            self.derived = current
+            return True
+        return False
+
+
+def follow_events(tail: Tail, watch: Callable[..., Iterator[set[Any]]], deadline: float | None) -> Iterator[
+        tuple[Event, RunState]]:
+    """Every event of the run, old and new, until it is terminal, its writer is gone, or ``deadline``."""
+    yield from tail.new_events()
+    if tail.state.is_terminal:
+        return
+    if tail.writer_gone():  # a run whose writer died before we came: no need to wait for a poll
+        yield from tail.new_events()
+        return
+    for changes in watch(tail.store.path(tail.run_id), **WATCH_OPTIONS):
+        yield from tail.new_events()
+        if tail.state.is_terminal:
+            return
+        if not changes and tail.writer_gone():
+            yield from tail.new_events()
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            tail.timed_out = True
+            return
+
+
+@click.command()
+@click.argument("run")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="Give up after S seconds if the run is still running (exit 124).")
+@output_options(jsonl=True)
+@click.pass_obj
+def follow(root: Path, run: str, timeout: float | None, fmt: OutputFormat, raw: bool) -> None:
+    """Print RUN's events as they are appended, until the run ends; exit with its status.
+
+    Prints the events already written first, so it also works on a run that is over. Exit
+    0 succeeded, 1 failed, 4 abandoned (also when the writer dies while you follow: the run
+    is then reconciled), 5 cancelled, 124 timed out.
+
+    \b
+    Examples:
+      runjournal follow 2026                  attach to a detached run
+      runjournal follow 2026 --jsonl | jq -c '[.seq, .type, .status_after]'
+    """
+    import watchfiles  # lazily: it is only needed here and costs start-up time elsewhere
+
+    store = JsonlStore(root)
+    tail = Tail(store, store.resolve(run))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    steps = follow_events(tail, watchfiles.watch, deadline)
+    if fmt is OutputFormat.JSON:
+        emit_json_array(event_object(event, state) for event, state in steps)
+    elif fmt is OutputFormat.JSONL:
+        for event, state in steps:
+            emit_json(event_object(event, state))
+    else:
+        emit_text(EVENT_HEADER)
+        for event, state in steps:
+            emit_text(event_text(event, state, raw), raw)
+    sys.exit(_outcome(tail))
+
+
+def _outcome(tail: Tail) -> int:
+    """The exit code, after saying on stderr why the run is not over if it is not."""
+    if tail.state.is_terminal:
+        return STATUS_EXIT_CODES.get(tail.state.status, ExitCode.NEGATIVE)
+    if tail.derived is not None:
+        reason = display_reason(tail.derived)
+        click.echo(f"runjournal: run {tail.run_id}: writer gone ({reason}); the journal is read-only, "
+                   "so this was not recorded", err=True)
+        return ExitCode.ABANDONED
+    click.echo(f"runjournal: run {tail.run_id} is still running after the --timeout", err=True)
+    return ExitCode.TIMEOUT

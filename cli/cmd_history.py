@@ -1,0 +1,129 @@
+"""``runjournal history``: runs, newest first, one line each."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+
+import click
+
+from cli.errors import ExitCode, UserError
+from cli.output import OutputFormat, clean, emit_json, emit_json_array, emit_text, output_options, status_text
+from cli.textviews import HISTORY_HEADER, aligned, history_cells
+from cli.views import DERIVED_ABANDONED, display_reason, display_status, run_summary
+from journal.store import JsonlStore
+from projections.history import run_states
+from projections.reconcile import CurrentState
+
+STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
+_AGO = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``30m``, ``1h``, ``2d``, ``1w`` ago, or a local date/time (``2026-01-02``, ``2026-01-02T14:00``)."""
+    match = _AGO.fullmatch(text.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(
+            f"invalid --since value {text!r}: use a duration like 30m, 1h, 2d, 1w or a date like 2026-01-02"
+        ) from None
+    return moment.astimezone(UTC) if moment.tzinfo is None else moment
+
+
+def matching(
+    runs: Iterator[CurrentState], workflow: str | None, status: str | None, reason: str | None, since: datetime | None
+) -> Iterator[CurrentState]:
+    """The runs that pass every filter given (``abandoned`` also matches ``abandoned?``)."""
+    for current in runs:
+        state = current.state
+        shown = display_status(current)
+        if workflow is not None and state.workflow != workflow:
+            continue
+        if status is not None and shown != status and not (status == "abandoned" and shown == DERIVED_ABANDONED):
+            continue
+        if reason is not None and display_reason(current) != reason:
+            continue
+        if since is not None and (state.started_at is None or state.started_at < since):
+            continue
+        yield current
+
+
+@click.command()
+@click.argument("workflow", required=False)
+@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option("--reason", metavar="R", help="Only runs with this reason (e.g. originating-process-not-alive).")
+@click.option(
+    "--since", metavar="1h|2d|DATE", help="Only runs started since then (s, m, h, d, w ago, or a local date/time)."
+)
+@click.option("-n", "--limit", type=click.IntRange(min=1), metavar="N", help="At most N runs.")
+@click.option(
+    "--no-reconcile", is_flag=True, help="Do not record orphaned runs as abandoned; show the journal as it is."
+)
+@output_options(jsonl=True)
+@click.pass_obj
+def history(
+    root: Path, workflow: str | None, status: str | None, reason: str | None, since: str | None,
+    limit: int | None, no_reconcile: bool, fmt: OutputFormat, raw: bool,
+) -> None:
+    """List runs, newest first, optionally only those of WORKFLOW.
+
+    One line per run: id, workflow, status, start (local time), duration, steps done/total,
+    and the reason when it did not succeed. Runs whose writer died are recorded as
+    abandoned first (unless --no-reconcile); on a read-only journal they show as
+    `abandoned?`.
+
+    \b
+    Examples:
+      runjournal history                        every run
+      runjournal history deploy --since 2d      deploy runs of the last two days
+      runjournal history --status abandoned --json
+    """
+    now = datetime.now(UTC)
+    cutoff = parse_since(since, now) if since is not None else None
+    store = JsonlStore(root)
+    errors = ErrorTally()
+    runs = matching(errors.watch(run_states(store, reconcile=not no_reconcile)), workflow, status, reason, cutoff)
+    runs = islice(runs, limit)
+    if fmt is OutputFormat.TEXT:
+        _print_text(runs, raw, now)
+    else:
+        objects = (run_summary(current, store.path(current.run_id)) for current in runs)
+        if fmt is OutputFormat.JSON:
+            emit_json_array(objects)
+        else:
+            for obj in objects:
+                emit_json(obj)
+    if errors.count:
+        sys.exit(ExitCode.JOURNAL)
+
+
+class ErrorTally:
+    """Passes runs through, warning on stderr about each one that could not be read or reconciled."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def watch(self, runs: Iterator[CurrentState]) -> Iterator[CurrentState]:
+        """Yield ``runs`` unchanged, counting and reporting their errors."""
+        for current in runs:
+            if current.error is not None:
+                self.count += 1
+                click.echo(f"runjournal: warning: {clean(str(current.error), inline=True)}", err=True)
+            yield current
+
+
+def _print_text(runs: Iterator[CurrentState], raw: bool, now: datetime) -> None:
+    printed = False
+    for line in aligned((history_cells(c, raw, now) for c in runs), HISTORY_HEADER, styled={2: status_text}):
+        emit_text(line, raw)
+        printed = True
+    if not printed:
+        click.echo("no runs match", err=True)

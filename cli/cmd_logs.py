@@ -1,0 +1,151 @@
+"""``runjournal logs``: the output the runner kept for a run's steps and items."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from cli.errors import UserError
+from cli.output import clean
+from cli.runfiles import unit_log_path
+from journal.events import TERMINAL_TYPES
+from journal.reader import Cursor
+from journal.store import JsonlStore
+from projections.fold import fold
+from projections.reconcile import current_state
+from projections.state import RunState
+
+POLL_INTERVAL = 0.1
+LIVENESS_EVERY = 20
+"""With --follow, look for a dead writer every this many polls (reconciling it ends the run)."""
+CHUNK = 1 << 16
+
+
+@dataclass
+class _Unit:
+    """One kept output file and how far it has been printed."""
+
+    step: str
+    item: str | None
+    path: Path
+    offset: int = 0
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+    @property
+    def label(self) -> str:
+        """How the header names this output."""
+        return self.step if self.item is None else f"{self.step} [{self.item}]"
+
+
+@click.command()
+@click.argument("ref", metavar="RUN")
+@click.option("--step", "step_name", metavar="STEP", help="Only this step's output.")
+@click.option("--item", metavar="ITEM", help="Only this item's output (of a fan-out step).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run is over.")
+@click.option("--raw", is_flag=True, help="Do not neutralise control characters in the output.")
+@click.pass_obj
+def logs(root: Path, ref: str, step_name: str | None, item: str | None, follow: bool, raw: bool) -> None:
+    """Print the output (stdout and stderr) kept for RUN's steps, in step order.
+
+    With more than one step or item, each output starts with a `==> step [item] <==`
+    header. Control characters and escape sequences are shown visibly unless --raw.
+
+    \b
+    Examples:
+      runjournal logs 20260114T0930
+      runjournal logs 20260114T0930 --step patch --item web-07
+      runjournal logs 20260114T0930 --follow
+    """
+    store = JsonlStore(root)
+    run_id = store.resolve(ref)
+    reader = store.read(run_id)
+    state = fold(reader.events())
+    units = _select(_units(store, run_id, state), run_id, step_name, item)
+    printer = _Printer(raw, headers=len(units) > 1)
+    if not follow or state.is_terminal:
+        if not any([printer.drain(unit) for unit in units]):
+            click.echo(f"runjournal: no output kept for the selected steps of run {run_id}", err=True)
+        return
+    _follow(store, run_id, reader.cursor, units, printer)
+
+
+def _units(store: JsonlStore, run_id: str, state: RunState) -> list[_Unit]:
+    log_dir = store.log_dir(run_id)
+    planned = {p.name: p.items for p in state.started.steps} if state.started else {}
+    units = []
+    for step in state.steps.values():
+        if planned.get(step.name) is not None or step.items:
+            units += [_Unit(step.name, name, unit_log_path(log_dir, step.name, name)) for name in step.items]
+        else:
+            units.append(_Unit(step.name, None, unit_log_path(log_dir, step.name)))
+    return units
+
+
+def _select(units: list[_Unit], run_id: str, step: str | None, item: str | None) -> list[_Unit]:
+    if step is not None:
+        steps = list(dict.fromkeys(u.step for u in units))
+        if step not in steps:
+            raise UserError(f"run {run_id} has no step {step!r} (steps: {', '.join(steps) or 'none'})")
+        units = [u for u in units if u.step == step]
+    if item is not None:
+        units = [u for u in units if u.item == item]
+        if not units:
+            where = f"step {step!r}" if step else f"run {run_id}"
+            raise UserError(f"{where} has no item {item!r}")
+    return units
+
+
+class _Printer:
+    """Prints new bytes of output files, sanitised, with a header whenever the file changes."""
+
+    def __init__(self, raw: bool, headers: bool) -> None:
+        self.raw = raw
+        self.headers = headers
+        self.current: _Unit | None = None
+
+    def drain(self, unit: _Unit) -> bool:
+        """Print what ``unit``'s file gained since the last call; return whether anything was printed."""
+        try:
+            fd = os.open(unit.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        printed = False
+        with os.fdopen(fd, "rb") as f:
+            f.seek(unit.offset)
+            while chunk := f.read(CHUNK):
+                unit.offset += len(chunk)
+                self._print(unit, unit.decoder.decode(chunk))
+                printed = True
+        return printed
+
+    def _print(self, unit: _Unit, text: str) -> None:
+        if not text:
+            return
+        if self.headers and self.current is not unit:
+            click.echo(f"{'' if self.current is None else chr(10)}==> {clean(unit.label, self.raw)} <==")
+        self.current = unit
+        click.echo(clean(text, self.raw), nl=False, color=True if self.raw else None)
+
+
+def _follow(store: JsonlStore, run_id: str, cursor: Cursor, units: list[_Unit], printer: _Printer) -> None:
+    """Print output as it grows until the run has a terminal event (or its dead writer is reconciled)."""
+    polls = 0
+    while True:
+        for unit in units:
+            printer.drain(unit)
+        reader = store.read(run_id, cursor)
+        ended = any(event.type in TERMINAL_TYPES for event in reader.events())
+        cursor = reader.cursor
+        polls += 1
+        if not ended and polls % LIVENESS_EVERY == 0:
+            ended = current_state(store, run_id).state.is_terminal
+        if ended:
+            for unit in units:
+                printer.drain(unit)
+            return
+        time.sleep(POLL_INTERVAL)

@@ -1,0 +1,114 @@
+"""``runjournal replay``: step through a run's history, event by event, with the status after each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from itertools import takewhile
+from pathlib import Path
+
+import click
+
+from cli.output import (
+    OutputFormat,
+    emit_json,
+    emit_json_array,
+    emit_text,
+    output_options,
+)
+from cli.textviews import (
+    EVENT_HEADER,
+    event_text,
+    progress_text,
+    status_with_reason,
+    step_table,
+)
+from cli.views import display_reason, display_status, event_object
+from journal.events import Event
+from journal.store import JsonlStore
+from projections.fold import fold_steps
+from projections.reconcile import CurrentState, current_state
+from projections.state import RunState
+
+
+@click.command()
+@click.argument("run")
+@click.option("--until", type=click.IntRange(min=0), metavar="SEQ", help="Stop after the event with this seq.")
+@click.option(
+    "--speed", type=click.FloatRange(min=0, min_open=True), metavar="X",
+    help="Replay with the original timing, X times as fast (2: twice as fast).",
+)
+@click.option("--no-reconcile", is_flag=True, help="Do not record the run as abandoned if its writer died.")
+@output_options(jsonl=True)
+@click.pass_obj
+def replay(
+    root: Path, run: str, until: int | None, speed: float | None, no_reconcile: bool, fmt: OutputFormat, raw: bool
+) -> None:
+    """Replay RUN's events, each with the run's status after it, then the state they add up to.
+
+    With --until SEQ the replay stops after that event and shows the state as of then: which
+    steps and items had completed, were in flight, had not started. The run's current
+    status is reconciled first (unless --no-reconcile), so a dead writer's run ends with
+    its `abandoned` event.
+
+    \b
+    Examples:
+      runjournal replay 2026 --until 40        the state after event 40
+      runjournal replay 2026 --speed 10        watch it again, ten times as fast
+      runjournal replay 2026 --jsonl | jq .status_after
+    """
+    store = JsonlStore(root)
+    run_id = store.resolve(run)
+    current = current_state(store, run_id, reconcile=not no_reconcile)
+    events: Iterable[Event] = store.read(run_id).events()
+    if until is not None:
+        events = takewhile(lambda event: event.seq <= until, events)
+    steps = fold_steps(events)
+    if speed is not None:
+        steps = paced(steps, speed)
+    if fmt is OutputFormat.JSON:
+        emit_json_array(event_object(event, state) for event, state in steps)
+    elif fmt is OutputFormat.JSONL:
+        for event, state in steps:
+            emit_json(event_object(event, state))
+    else:
+        _print_text(steps, current, raw)
+
+
+def paced(steps: Iterator[tuple[Event, RunState]], speed: float) -> Iterator[tuple[Event, RunState]]:
+    """Yield each step after the original gap between its event and the previous one, divided by ``speed``."""
+    previous = None
+    for event, state in steps:
+        if previous is not None:
+            gap = (event.ts - previous).total_seconds() / speed
+            if gap > 0:
+                time.sleep(gap)  # the original timing is the feature here, not a wait for a condition
+        previous = event.ts
+        yield event, state
+
+
+def _print_text(steps: Iterator[tuple[Event, RunState]], current: CurrentState, raw: bool) -> None:
+    for line in replay_lines(steps, current, raw):
+        emit_text(line, raw)
+
+
+def replay_lines(steps: Iterator[tuple[Event, RunState]], current: CurrentState, raw: bool) -> Iterator[str]:
+    """The text form of ``replay``: one line per event, then the state the replayed events add up to."""
+    yield EVENT_HEADER
+    last: RunState | None = None
+    for event, state in steps:
+        yield event_text(event, state, raw)
+        last = state
+    if last is None:
+        return
+    as_of = f"seq {last.last_seq}" + (" (the last event)" if last.last_seq >= current.state.last_seq else "")
+    yield ""
+    yield (f"state as of {as_of}: {status_with_reason(last.status, last.reason, raw)}, "
+           f"steps {last.steps_done}/{last.steps_total}")
+    yield from step_table(last, raw)
+    yield ""
+    yield from progress_text(last, raw)
+    now_status = display_status(current)
+    if now_status != last.status or last.last_seq != current.state.last_seq:
+        yield ""
+        yield f"current status: {status_with_reason(now_status, display_reason(current), raw)}"

@@ -1,0 +1,175 @@
+"""``runjournal run``, ``exec`` and ``rerun``: start journaled runs, attached or detached."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.errors import STATUS_EXIT_CODES, ExitCode, UserError
+from cli.launch import LaunchSpec, begin_run
+from cli.progress import Progress
+from cli.runner import Runner, SkipPlan, skip_plan_from, stop_signals
+from cli.supervisor import spawn
+from cli.workflow import (
+    Step,
+    Workflow,
+    WorkflowError,
+    check_name,
+    file_digest,
+    load_workflow,
+    read_workflow_bytes,
+)
+from journal.ids import new_run_id
+from journal.run import DEFAULT_HEARTBEAT_INTERVAL
+from journal.store import JsonlStore
+from projections.reconcile import current_state
+
+_INPUT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _parse_inputs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or _INPUT_KEY.fullmatch(key) is None:
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE with KEY a letter or _ then letters, digits, _")
+        inputs[key] = text
+    return inputs
+
+
+def launch_options(fn: Any) -> Any:
+    """The options every run-starting command shares."""
+    fn = click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE", callback=_parse_inputs,
+                      help="Record an input of the run (repeatable); steps see it as $RUNJOURNAL_INPUT_KEY.")(fn)
+    fn = click.option("--allow-concurrent", is_flag=True,
+                      help="Start even if this workflow already has a live run.")(fn)
+    return click.option("--detach", is_flag=True,
+                        help="Run under a supervisor that outlives this command; print the run id and return.")(fn)
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=True), metavar="FILE")
+@launch_options
+@click.pass_obj
+def run(root: Path, file: Path, detach: bool, allow_concurrent: bool, inputs: dict[str, str]) -> None:
+    """Run the workflow in FILE (TOML), journaling every step and item.
+
+    Attached (the default), this command is the run's writer: it shows live progress on
+    stderr and exits 0 if the run succeeded, 1 if it failed, 5 if it was cancelled (Ctrl-C
+    or SIGTERM stop the steps' processes and record `cancelled`). The run id is printed on
+    stdout as soon as the run exists. Step output is kept; see `runjournal logs RUN`.
+    Exit 2 for a bad workflow file; 3 if the workflow already has a live run (its id is
+    named; see --allow-concurrent) or the journal cannot be written. The file format is
+    shown in examples/fanout.toml.
+
+    \b
+    Examples:
+      runjournal run examples/fanout.toml
+      runjournal run deploy.toml --input version=1.4.2 --detach
+    """
+    workflow = _load(file)
+    spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent)
+    _launch(JsonlStore(root), spec, detach=detach)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--workflow", "-w", "name", required=True, metavar="NAME", help="Workflow name to record the run under.")
+@click.option("--step", "step_name", metavar="NAME", help="Name of the step.  [default: the command's name]")
+@launch_options
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
+@click.pass_obj
+def exec_command(root: Path, name: str, step_name: str | None, detach: bool, allow_concurrent: bool,
+                 inputs: dict[str, str], command: tuple[str, ...]) -> None:
+    """Run any command as a journaled one-step run (no shell involved).
+
+    Attached, the command's output passes through (and is kept for `runjournal logs`) and
+    this exits with the command's exit code (127 if it cannot be found, 5 if cancelled).
+
+    \b
+    Examples:
+      runjournal exec --workflow backup -- rsync -a /srv/ backup:/srv/
+      runjournal exec -w nightly --detach -- ./nightly.sh --full
+    """
+    step = Step(step_name or Path(command[0]).name or "command", argv=tuple(command))
+    workflow = Workflow(_check_name(name), (step,), DEFAULT_HEARTBEAT_INTERVAL)
+    spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent)
+    _launch(JsonlStore(root), spec, detach=detach, echo=True)
+
+
+@click.command()
+@click.argument("ref", metavar="RUN")
+@click.option("--unfinished", is_flag=True, help="Skip the steps and items that succeeded in RUN.")
+@click.option("--allow-changed", is_flag=True, help="Run the workflow file even if it changed since RUN.")
+@launch_options
+@click.pass_obj
+def rerun(root: Path, ref: str, unfinished: bool, allow_changed: bool, detach: bool, allow_concurrent: bool,
+          inputs: dict[str, str]) -> None:
+    """Start a new run of RUN's workflow file, linked to RUN (`rerun_of`).
+
+    RUN's inputs are reused (--input adds or overrides). The file must be unchanged since
+    RUN (same sha256) unless --allow-changed. With --unfinished, what succeeded in RUN is
+    recorded as skipped ("succeeded in run ...") instead of run again.
+
+    \b
+    Examples:
+      runjournal rerun 20260114T0930 --unfinished
+    """
+    store = JsonlStore(root)
+    old = current_state(store, store.resolve(ref)).state
+    if old.started is None or old.started.workflow_file is None:
+        raise UserError(f"run {old.run_id} was not started from a workflow file; nothing to rerun")
+    workflow = _load_same(Path(old.started.workflow_file), old.started.workflow_digest, old.run_id, allow_changed)
+    spec = LaunchSpec(new_run_id(), workflow, {**_string_inputs(old.started.inputs), **inputs},
+                      rerun_of=old.run_id, skip=skip_plan_from(old) if unfinished else SkipPlan(),
+                      allow_concurrent=allow_concurrent)
+    _launch(store, spec, detach=detach)
+
+
+def _load(file: Path) -> Workflow:
+    try:
+        return load_workflow(file)
+    except WorkflowError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _load_same(file: Path, digest: str | None, run_id: str | None, allow_changed: bool) -> Workflow:
+    try:
+        now = file_digest(read_workflow_bytes(file))
+    except WorkflowError as exc:
+        raise UserError(f"cannot rerun {run_id}: {exc}") from None
+    if digest is not None and now != digest and not allow_changed:
+        raise UserError(f"{file} changed since run {run_id} ({digest[:19]} then, {now[:19]} now); "
+                        "pass --allow-changed to run the file as it is now")
+    return _load(file)
+
+
+def _string_inputs(inputs: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else str(v) for k, v in inputs.items() if _INPUT_KEY.fullmatch(k)}
+
+
+def _check_name(name: str) -> str:
+    try:
+        return check_name(name, "--workflow")
+    except WorkflowError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _launch(store: JsonlStore, spec: LaunchSpec, *, detach: bool, echo: bool = False) -> None:
+    if detach:
+        click.echo(spawn(store, spec))
+        sys.exit(ExitCode.OK)
+    progress = Progress(sys.stderr, live=sys.stderr.isatty() and not echo, brief=echo)
+    runner = Runner(store, spec.workflow, skip=spec.skip, echo=echo, inputs=spec.inputs, on_event=progress)
+    with stop_signals(runner):
+        run = begin_run(store, spec)
+        if not echo:
+            click.echo(run.run_id)
+        with run:
+            outcome = runner.execute(run)
+    if echo and outcome.status == "failed" and outcome.exit_code:
+        sys.exit(outcome.exit_code)
+    sys.exit(STATUS_EXIT_CODES[outcome.status])

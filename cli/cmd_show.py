@@ -1,0 +1,140 @@
+"""``runjournal show``: one run's projected state, for forensics."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
+from cli.textviews import (
+    duration_text,
+    event_detail,
+    local_time,
+    progress_text,
+    status_with_reason,
+    step_table,
+)
+from cli.views import (
+    DERIVED_ABANDONED,
+    display_reason,
+    display_status,
+    last_activity,
+    liveness_text,
+    run_detail,
+    run_duration,
+)
+from journal.store import JsonlStore
+from projections.reconcile import CurrentState, current_state
+
+
+@click.command()
+@click.argument("run")
+@click.option("--no-reconcile", is_flag=True, help="Do not record the run as abandoned if its writer died.")
+@output_options()
+@click.pass_obj
+def show(root: Path, run: str, no_reconcile: bool, fmt: OutputFormat, raw: bool) -> None:
+    """Show RUN (an id or unique prefix): status, writer, steps, items, evidence.
+
+    Lists each step with its fan-out progress, which steps and items completed, were in
+    flight or never started, the evidence if the run was abandoned, late events, anomalies
+    and the path of the journal. If the run's writer died, the run is recorded as abandoned
+    first (unless --no-reconcile).
+    """
+    store = JsonlStore(root)
+    run_id = store.resolve(run)
+    current = current_state(store, run_id, reconcile=not no_reconcile)
+    if current.error is not None:
+        click.echo(f"runjournal: warning: {clean(str(current.error))}", err=True)
+    detail = run_detail(current, store.path(run_id))
+    if fmt is OutputFormat.JSON:
+        emit_json(detail)
+        return
+    for line in show_lines(current, detail, raw):
+        emit_text(line, raw)
+
+
+def show_lines(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterator[str]:
+    """The text form of ``show``: a header block, the step table, progress lists, oddities."""
+    yield from _header(current, detail, raw)
+    yield ""
+    yield from step_table(current.state, raw)
+    yield ""
+    yield from progress_text(current.state, raw)
+    yield from _listing("late events:", [f"seq {e.seq} {e.type} at {local_time(e.ts)}"
+                                         for e in current.state.late_events])
+    yield from _listing("anomalies:", [f"seq {a['seq']} {a['kind']}: {clean(a['message'], raw, inline=True)}"
+                                       for a in detail["anomalies"]])
+
+
+def _header(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterator[str]:
+    state = current.state
+    status = display_status(current)
+    ended = local_time(state.ended_at) if state.ended_at else "-"
+    yield _field("run", clean(current.run_id, raw, inline=True))
+    yield _field("workflow", clean(state.workflow, raw, inline=True)
+                 + (f" (file {clean(detail['workflow_file'], raw, inline=True)})" if detail["workflow_file"] else ""))
+    yield _field("status", status_with_reason(status, display_reason(current), raw))
+    if state.terminal is not None and state.terminal.type in ("failed", "cancelled", "succeeded"):
+        detail_text = event_detail(state.terminal, raw)
+        if detail_text:
+            yield _field("detail", detail_text)
+    yield _field("started", local_time(state.started_at))
+    yield _field("ended", ended)
+    if status in ("abandoned", DERIVED_ABANDONED):
+        yield _field("last progress", local_time(last_activity(state)))
+    yield _field("duration", duration_text(run_duration(current, datetime.now(UTC))))
+    if detail["rerun_of"]:
+        yield _field("rerun of", clean(detail["rerun_of"], raw, inline=True))
+    yield from _writer_lines(detail, raw)
+    liveness = liveness_text(current)
+    if liveness is not None:
+        yield _field("liveness", clean(liveness, raw, inline=True))
+    if status == DERIVED_ABANDONED:
+        yield _field("note", _NOT_RECORDED.get(current.action, "not recorded"))
+    if detail["evidence"] is not None:
+        yield from _mapping("evidence", detail["evidence"], raw)
+    yield _field("events", f"{detail['events']} (last seq {detail['last_seq']})")
+    yield _field("path", clean(detail["path"], raw, inline=True))
+
+
+_NOT_RECORDED = {
+    None: "not recorded (--no-reconcile)",
+    "read-only": "not recorded: the journal is read-only",
+    "busy": "not recorded: another process holds the run's lock",
+}
+
+
+def _writer_lines(detail: dict[str, Any], raw: bool) -> Iterator[str]:
+    writer = detail["writer"]
+    if writer is not None:
+        who = f"pid {writer['pid']} on {writer['host']}, user {writer['user']}, tool {writer['tool_version']}"
+        yield _field("writer", clean(who, raw, inline=True))
+        yield _field("command", clean(shlex.join(writer["argv"]), raw, inline=True))
+    checker = detail["checker"]
+    if checker is not None:
+        yield _field("checked by", clean(f"pid {checker['pid']} on {checker['host']}, user {checker['user']}",
+                                         raw, inline=True))
+
+
+def _mapping(title: str, mapping: dict[str, Any], raw: bool) -> Iterator[str]:
+    label = title
+    for key, value in mapping.items():
+        shown = value if isinstance(value, str) else dumps(value)
+        yield _field(label, f"{clean(key, raw, inline=True)}: {clean(shown, raw, inline=True)}")
+        label = ""
+    if label:
+        yield _field(title, "-")
+
+
+def _listing(title: str, lines: list[str]) -> Iterator[str]:
+    for index, line in enumerate(lines):
+        yield f"{title if index == 0 else '':<15}{line}"
+
+
+def _field(label: str, value: str) -> str:
+    return f"{label:<14}{value}".rstrip()

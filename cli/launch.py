@@ -1,0 +1,106 @@
+"""Starting a run: the launch spec that attached and detached runs both start from, and the live-run check.
+
+A workflow runs at most once at a time unless the user says otherwise: before creating a
+run, :func:`begin_run` reads history (which reconciles orphans on the way) and refuses if
+a run of the same workflow is still live or cannot be judged. The check and the creation
+happen under a per-workflow lock, so two starts racing each other cannot both pass it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from cli.runner import SkipPlan
+from cli.workflow import Workflow, workflow_from_data
+from journal.errors import JournalError
+from journal.fsio import ensure_private_dir, open_regular
+from journal.run import Run, start_run
+from journal.store import JsonlStore
+from projections.history import run_states
+from projections.reconcile import CurrentState
+
+
+class LiveRunError(JournalError, RuntimeError):
+    """The workflow already has a live run (start refused without ``--allow-concurrent``)."""
+
+    def __init__(self, workflow: str, live: CurrentState) -> None:
+        self.run_id = live.run_id
+        writer = live.state.started.writer if live.state.started else None
+        where = f" (pid {writer.pid} on {writer.host})" if writer else ""
+        super().__init__(
+            f"workflow {workflow!r} already has a live run {live.run_id}{where}; wait for it, "
+            f"'runjournal cancel {live.run_id}', or pass --allow-concurrent"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """Everything needed to start a run, decided before it starts (and handed to a supervisor as JSON)."""
+
+    run_id: str
+    workflow: Workflow
+    inputs: dict[str, str] = field(default_factory=dict)
+    rerun_of: str | None = None
+    skip: SkipPlan = field(default_factory=SkipPlan)
+    allow_concurrent: bool = False
+
+    def to_json(self) -> bytes:
+        """The spec as JSON bytes."""
+        return orjson.dumps({
+            "run_id": self.run_id, "workflow": self.workflow.to_data(), "inputs": self.inputs,
+            "rerun_of": self.rerun_of, "skip": self.skip.to_data(), "allow_concurrent": self.allow_concurrent,
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> LaunchSpec:
+        """Rebuild a spec from :meth:`to_json`."""
+        doc: dict[str, Any] = orjson.loads(data)
+        return cls(doc["run_id"], workflow_from_data(doc["workflow"]), dict(doc["inputs"]), doc["rerun_of"],
+                   SkipPlan.from_data(doc["skip"]), bool(doc["allow_concurrent"]))
+
+
+def begin_run(store: JsonlStore, spec: LaunchSpec) -> Run:
+    """Create the run (its ``started`` event), unless the workflow has a live run; this process is the writer."""
+    workflow = spec.workflow
+    with workflow_lock(store, workflow.name):
+        if not spec.allow_concurrent:
+            live = next(live_runs(store, workflow.name), None)
+            if live is not None:
+                raise LiveRunError(workflow.name, live)
+        return start_run(
+            workflow.name, workflow.planned(), store=store, inputs=dict(spec.inputs),
+            heartbeat_interval=workflow.heartbeat_interval, run_id=spec.run_id,
+            workflow_file=workflow.file, workflow_digest=workflow.digest, rerun_of=spec.rerun_of,
+        )
+
+
+def live_runs(store: JsonlStore, workflow: str) -> Iterator[CurrentState]:
+    """Runs of ``workflow`` that are not over: alive, or of unknown liveness (orphans get reconciled first)."""
+    for current in run_states(store):
+        state = current.state
+        if current.error is not None or state.is_terminal or state.workflow != workflow:
+            continue
+        if current.derived is not None and current.derived.dead:
+            continue  # dead but not recordable (read-only journal): it cannot be running
+        yield current
+
+
+@contextlib.contextmanager
+def workflow_lock(store: JsonlStore, workflow: str) -> Iterator[None]:
+    """Hold an exclusive lock per workflow name (``locks/`` under the root) while inside."""
+    locks = ensure_private_dir(store.root / "locks")
+    key = hashlib.sha256(workflow.encode()).hexdigest()[:24]
+    fd = open_regular(locks / f"workflow-{key}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,168 @@
+"""Detached runs: a supervisor process that owns the run, outside the terminal and session of the client.
+
+``runjournal run --detach`` (the client) starts ``python -m cli.supervisor`` in a new session
+with stdin from ``/dev/null`` and stdout/stderr going to ``logs/<run_id>/supervisor.out``.
+That process forks once more and exits, so the supervisor is not a session leader (it can
+never acquire a controlling terminal) and is nobody's child but init's: killing the client,
+its shell or its process group, or closing its terminal, does not reach it.
+
+The client hands the launch spec over a pipe and waits on a second pipe for one reply
+line: the run id once the supervisor has created the run file (so the id it prints names a
+run that exists), or the error that refused the start. EOF without a reply means the
+supervisor died; its output file says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from cli.errors import STATUS_EXIT_CODES, ExitCode, JournalClickError
+from cli.launch import LaunchSpec, begin_run
+from cli.runfiles import SUPERVISOR_OUTPUT, ensure_log_dir
+from cli.sanitize import sanitize
+from cli.runner import Runner, stop_signals
+from journal.errors import JournalError
+from journal.fsio import open_regular
+from journal.store import JsonlStore
+
+READY_TIMEOUT = 60.0
+"""Seconds the client waits for the supervisor to create the run."""
+
+MAX_REPLY = 65536
+
+
+def spawn(store: JsonlStore, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> str:
+    """Start a supervisor for ``spec`` and return the run id once the run exists; raise on refusal."""
+    output = ensure_log_dir(store, spec.run_id) / SUPERVISOR_OUTPUT
+    out_fd = open_regular(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    spec_r, spec_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    try:
+        argv = [sys.executable, "-m", "cli.supervisor", "--root", str(store.root.resolve()),
+                "--spec-fd", str(spec_r), "--ready-fd", str(ready_w)]
+        intermediate = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
+            pass_fds=(spec_r, ready_w), start_new_session=True, close_fds=True,
+        )
+    finally:
+        for fd in (spec_r, ready_w, out_fd):
+            os.close(fd)
+    try:
+        _send(spec_w, spec.to_json())
+        reply = _receive(ready_r, timeout)
+    finally:
+        os.close(ready_r)
+        intermediate.wait()
+    return _run_id_from(reply, output)
+
+
+def _send(fd: int, data: bytes) -> None:
+    try:
+        with open(fd, "wb", closefd=True) as pipe:
+            pipe.write(data)
+    except BrokenPipeError:
+        pass  # the supervisor died before reading; the reply pipe's EOF reports it
+
+
+def _receive(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data and len(data) < MAX_REPLY:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise JournalClickError(f"the supervisor did not start the run within {timeout:g}s", ExitCode.JOURNAL)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _run_id_from(reply: bytes, output: Path) -> str:
+    try:
+        doc = orjson.loads(reply)
+    except orjson.JSONDecodeError:
+        last = _last_line(output)
+        raise JournalClickError(f"the supervisor exited before starting the run{': ' + last if last else ''}; "
+                                f"see {output}", ExitCode.JOURNAL) from None
+    if "run_id" in doc:
+        return str(doc["run_id"])
+    _discard(output)
+    raise JournalClickError(str(doc.get("error", "the supervisor refused to start the run")),
+                            int(doc.get("exit_code", ExitCode.JOURNAL)))
+
+
+def _last_line(output: Path) -> str:
+    """The last line the supervisor wrote (its error, usually), shortened."""
+    try:
+        with open(output, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return sanitize(lines[-1], keep_newlines=False)[:300] if lines else ""
+
+
+def _discard(output: Path) -> None:
+    """Remove the log directory made for a run that never started (if nothing else is in it)."""
+    try:
+        output.unlink()
+        output.parent.rmdir()
+    except OSError:
+        pass
+
+
+def _reply(fd: int, doc: dict[str, object]) -> None:
+    try:
+        os.write(fd, orjson.dumps(doc) + b"\n")
+    except OSError:
+        pass  # the client is gone; the run goes on regardless
+    finally:
+        os.close(fd)
+
+
+def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
+    """Be the writer of the run described by ``spec``: create it, report, run it; return the exit code."""
+    store = JsonlStore(root)
+    runner = Runner(store, spec.workflow, skip=spec.skip, inputs=spec.inputs)
+    with stop_signals(runner, (signal.SIGINT, signal.SIGTERM)):
+        try:
+            run = begin_run(store, spec)
+        except JournalError as exc:
+            _reply(ready_fd, {"error": str(exc), "exit_code": int(JournalClickError.from_error(exc).exit_code)})
+            return ExitCode.JOURNAL
+        _reply(ready_fd, {"run_id": run.run_id})
+        print(f"supervisor pid {os.getpid()} runs {run.run_id} ({run.path})", flush=True)
+        with run:
+            outcome = runner.execute(run)
+    print(f"run {run.run_id} {outcome.status}", flush=True)
+    return int(STATUS_EXIT_CODES[outcome.status])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m cli.supervisor`` (started by :func:`spawn`, not by users)."""
+    parser = argparse.ArgumentParser(prog="python -m cli.supervisor")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--spec-fd", type=int, required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    if os.fork() != 0:
+        os._exit(0)  # the client reaps this parent at once; the child is reparented to init
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with open(args.spec_fd, "rb", closefd=True) as pipe:
+        spec = LaunchSpec.from_json(pipe.read())
+    os.set_inheritable(args.ready_fd, False)
+    return supervise(args.root, spec, args.ready_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

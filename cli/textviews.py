@@ -1,0 +1,225 @@
+"""What the read commands show as text: aligned tables, event lines, progress lists.
+
+Local time in short form, durations like ``1m03s``, colour only on status words (through
+:func:`cli.output.status_text`), and every journal-derived string through
+:func:`cli.output.clean`. Tables stream: see :func:`aligned`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from cli.output import clean, status_text
+from cli.views import DERIVED_ABANDONED, display_reason, display_status, progress_lists, run_duration
+from journal.events import Event, StepProgress
+from projections.reconcile import CurrentState
+from projections.state import RunState
+
+STATUS_WIDTH = len(DERIVED_ABANDONED)
+EVENT_TYPE_WIDTH = len("step-progress")
+
+
+def local_time(moment: datetime | None) -> str:
+    """A timestamp in local time, short form (``2026-01-02 14:03:05``); ``-`` for none."""
+    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration_text(span: timedelta | None) -> str:
+    """A duration like ``42s``, ``1m03s``, ``2h05m`` or ``3d04h``; ``-`` for none."""
+    if span is None:
+        return "-"
+    seconds = int(span.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def status_with_reason(status: str, reason: str | None, raw: bool) -> str:
+    """``failed (step-failed)``, the status coloured; just the status when there is no reason or it succeeded."""
+    if reason is None or status == "succeeded":
+        return status_text(status)
+    return f"{status_text(status)} ({clean(reason, raw, inline=True)})"
+
+
+def aligned(
+    rows: Iterable[list[str]], header: list[str], *, styled: dict[int, Callable[[str, int], str]] | None = None,
+    chunk: int = 64,
+) -> Iterator[str]:
+    """Rows as aligned text lines under ``header``, streamed; nothing at all when there are no rows.
+
+    Widths are fitted per chunk of rows and only grow, so memory stays bounded. ``styled``
+    maps a column to a function ``(cell, width) -> text`` that pads and colours it (colour
+    codes must not count towards the width). The last column is not padded.
+    """
+    widths = [len(h) for h in header]
+    for index, batch in enumerate(_chunks(rows, chunk)):
+        widths = [max(w, *(len(r[i]) for r in batch)) for i, w in enumerate(widths)]
+        if index == 0:
+            yield _join(header, widths, {})
+        for cells in batch:
+            yield _join(cells, widths, styled or {})
+
+
+def _chunks(rows: Iterable[list[str]], size: int) -> Iterator[list[list[str]]]:
+    batch: list[list[str]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _join(cells: list[str], widths: list[int], styled: dict[int, Callable[[str, int], str]]) -> str:
+    last = len(cells) - 1
+    parts = []
+    for i, cell in enumerate(cells):
+        width = 0 if i == last else widths[i]
+        parts.append(styled[i](cell, width) if i in styled else cell.ljust(width))
+    return "  ".join(parts).rstrip()
+
+
+HISTORY_HEADER = ["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "STEPS", "REASON"]
+
+
+def history_cells(current: CurrentState, raw: bool, now: datetime) -> list[str]:
+    """The text cells of one history row (the reason, last, only when the run did not succeed)."""
+    state = current.state
+    status = display_status(current)
+    reason = display_reason(current)
+    return [
+        clean(current.run_id, raw, inline=True),
+        clean(state.workflow or "-", raw, inline=True),
+        status,
+        local_time(state.started_at),
+        duration_text(run_duration(current, now)),
+        f"{state.steps_done}/{state.steps_total}",
+        "" if reason is None or status == "succeeded" else clean(reason, raw, inline=True),
+    ]
+
+
+STEP_HEADER = ["STEP", "STATUS", "DONE/TOTAL", "STARTED", "DURATION", "EXIT", "MESSAGE"]
+
+
+def step_table(state: RunState, raw: bool) -> Iterator[str]:
+    """The per-step table: state, fan-out progress, start time, duration, exit code, message."""
+    rows = []
+    for step in state.steps.values():
+        span = step.ended_at - step.started_at if step.started_at and step.ended_at else None
+        progress = "-" if step.total is None else f"{step.done or 0}/{step.total}"
+        rows.append([
+            clean(step.name, raw, inline=True) + ("" if step.planned else " (unplanned)"),
+            step.state,
+            progress,
+            local_time(step.started_at),
+            duration_text(span),
+            "-" if step.exit_code is None else str(step.exit_code),
+            clean(step.message, raw, inline=True),
+        ])
+    return aligned(rows, STEP_HEADER, styled={1: status_text})
+
+
+_LIST_TITLES = ("completed", "in flight", "never started")
+
+
+def progress_text(state: RunState, raw: bool) -> Iterator[str]:
+    """Which steps/items completed, were in flight, never started: one entry per step (and outcome)."""
+    for title, units in zip(_LIST_TITLES, progress_lists(state), strict=True):
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for unit in units:
+            groups.setdefault((unit["step"], unit["status"]), []).append(unit)
+        label = f"{title}:"
+        if not groups:
+            yield f"{label:<15}-"
+        for (step, status), members in groups.items():
+            yield from _group_lines(f"{label:<15}", _unit_label(step, status, raw), members, raw)
+            label = ""
+
+
+def _group_lines(lead: str, step_label: str, members: list[dict[str, Any]], raw: bool) -> Iterator[str]:
+    """One step's entry in a list: the step itself, or its items, wrapped between names."""
+    if members[0]["item"] is None:
+        yield lead + step_label
+        return
+    head = f"{lead}{step_label} [{len(members)}]: "
+    width = max(text_width(), len(head) + 20)
+    line = head
+    for index, unit in enumerate(members):
+        name = clean(unit["item"], raw, inline=True) + ("," if index < len(members) - 1 else "")
+        if line != head and len(line) + 1 + len(name) > width:
+            yield line
+            line = " " * len(head)
+        line += ("" if line.endswith(" ") else " ") + name
+    yield line
+
+
+def text_width() -> int:
+    """Columns to wrap long lists at: the terminal's width, or 100 when not writing to a terminal."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else 100
+
+
+def _unit_label(name: str, status: str, raw: bool) -> str:
+    """A step or item name, with its status when that is not what its list implies."""
+    shown = clean(name, raw, inline=True)
+    return shown if status in ("succeeded", "started", "pending") else f"{shown} ({status})"
+
+
+EVENT_HEADER = f"{'SEQ':>5}  {'TIME':<19}  {'EVENT':<{EVENT_TYPE_WIDTH}}  {'STATUS':<{STATUS_WIDTH}}  DETAIL"
+"""The header above :func:`event_text` lines."""
+
+
+def event_text(event: Event, state: RunState, raw: bool) -> str:
+    """One event as a line: seq, local time, type, status after it, details."""
+    detail = event_detail(event, raw)
+    status = status_text(state.status, STATUS_WIDTH)
+    line = f"{event.seq:>5}  {local_time(event.ts)}  {event.type:<{EVENT_TYPE_WIDTH}}  {status}  {detail}"
+    return line.rstrip()
+
+
+def event_detail(event: Event, raw: bool) -> str:
+    """The interesting fields of one event, in words."""
+    def c(text: object) -> str:
+        return clean(text, raw, inline=True)
+
+    if isinstance(event, StepProgress):
+        return _progress_detail(event, c)
+    if event.type == "started":
+        w = event.writer
+        return f"workflow {c(event.workflow)}, {len(event.steps)} step(s), writer pid {w.pid} on {c(w.host)}"
+    if event.type == "failed":
+        parts = [event.reason.value, f"step {c(event.step)}" if event.step else "",
+                 f"exit {event.exit_code}" if event.exit_code is not None else ""]
+        text = ", ".join(p for p in parts if p)
+        return text + (f": {c(event.message)}" if event.message else "")
+    if event.type == "cancelled":
+        return f"by {c(event.by)}" + (f": {c(event.reason)}" if event.reason else "")
+    if event.type == "abandoned":
+        tail = f"; torn tail moved to {c(event.tail_quarantined.file)}" if event.tail_quarantined else ""
+        return f"{event.reason.value} (checked by pid {event.checker.pid} on {c(event.checker.host)}){tail}"
+    return c(getattr(event, "message", None))
+
+
+def _progress_detail(event: StepProgress, c: Callable[[object], str]) -> str:
+    if event.item is not None:
+        text = f"{c(event.step)}[{c(event.item)}] {event.item_state or event.state}"
+    else:
+        text = f"{c(event.step)} {event.state}"
+    if event.exit_code is not None:
+        text += f" exit {event.exit_code}"
+    if event.total is not None:
+        text += f" ({event.done or 0}/{event.total})"
+    if event.message:
+        text += f": {c(event.message)}"
+    return text

@@ -1,0 +1,55 @@
+"""Liveness facts: what a reader can observe about a run's writer, with no verdict.
+
+The verdict (alive, dead or unknown, and why) is a pure function of these facts and lives
+in :mod:`projections.liveness`. Keeping the two apart means the verdict can be tested with
+any facts, and the facts are recorded as evidence exactly as they were observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from journal.events import WriterIdentity
+from journal.procfacts import ProcessInfo, boot_id, host_name, process_info
+from journal.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class WriterFacts:
+    """What this reader saw when it looked for a run's writer.
+
+    ``boot_id_now`` and ``process`` are only observed on the writer's own host (None
+    elsewhere; ``process`` is also None when the pid does not exist). ``lock_held`` is
+    whether some process held the run's writer lock (None: it could not be probed).
+    """
+
+    host_now: str
+    same_host: bool
+    boot_id_now: str | None
+    process: ProcessInfo | None
+    lock_held: bool | None
+
+
+def observe_writer(
+    store: Store, run_id: str, identity: WriterIdentity, *, lock_held: bool | None = None
+) -> WriterFacts:
+    """Look at the writer ``identity`` recorded for ``run_id`` from this process.
+
+    Pass ``lock_held=False`` when the caller itself holds the run's lock (taking it proved
+    that no one else did; probing again from this process would only find our own lock).
+    """
+    here = host_name()
+    same_host = identity.host == here
+    boot_now = boot_id() if same_host else None
+    process = process_info(identity.pid) if same_host and boot_now == identity.boot_id else None
+    if lock_held is None:
+        lock_held = probe_lock(store, run_id)
+    return WriterFacts(host_now=here, same_host=same_host, boot_id_now=boot_now, process=process, lock_held=lock_held)
+
+
+def probe_lock(store: Store, run_id: str) -> bool | None:
+    """Whether some process holds the run's writer lock; None if the file cannot be opened."""
+    try:
+        return store.writer_alive(run_id)
+    except OSError:
+        return None

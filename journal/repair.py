@@ -1,0 +1,226 @@
+"""The write half of reconciliation: take a run's lock, repair a torn tail, append ``abandoned``.
+
+Everything here happens while this process holds the run's ``flock`` (taken through
+:meth:`journal.store.JsonlStore.open_writer`), which proves that no writer on this host is
+alive and that no other reconciler is at work. The decision *whether* to abandon is not
+made here (it needs the fold and the liveness verdict, in ``projections``); this module
+only makes the append safe:
+
+1. A torn final fragment is copied to ``runs/<run_id>.jsonl.torn-<offset>`` (0600, written
+   under a temporary name, fsynced, then linked into place, and the directory fsynced), so
+   it is kept for forensics and never half-written.
+2. The run file is truncated to its last whole line and fsynced, so the ``abandoned`` line
+   is never glued to a fragment.
+3. ``abandoned`` is appended (and fdatasync'ed) with the quarantine recorded in it.
+
+A crash between any two steps leaves a journal that reads, and the next reconciler redoes
+the remaining steps (the quarantine file already there with the same bytes is reused). The
+crash points ``reconcile-quarantined`` and ``reconcile-truncated`` (see
+:mod:`journal.crashpoints`) mark the two moments in between.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from journal.crashpoints import crash_point
+from journal.errors import JournalWriteError, NotReconcilableError
+from journal.events import TERMINAL_TYPES, Abandoned, Event, QuarantinedTail
+from journal.fsio import fsync_dir, open_regular
+from journal.lines import TornTail
+from journal.reader import RunReader
+from journal.store import JsonlStore
+from journal.writer import RunWriter
+
+READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
+"""Errors that mean "this journal cannot be written by us", not "something broke"."""
+
+_COPY_CHUNK = 1 << 20
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the journal (file or directory) is not writable by this process."""
+    return isinstance(exc, OSError) and exc.errno in READ_ONLY_ERRNOS
+
+
+class LockedRun:
+    """A run whose writer lock this process holds, opened for repair and one append."""
+
+    def __init__(self, store: JsonlStore, writer: RunWriter) -> None:
+        self.store = store
+        self.writer = writer
+        self.terminal_seen: bool | None = None
+
+    @property
+    def torn_tail(self) -> TornTail | None:
+        """The fragment after the last whole line, if the file ends in one."""
+        return self.writer.torn_tail
+
+    def events(self) -> Iterator[Event]:
+        """Read the run's events (validated, through the locked fd) and note whether one is terminal."""
+        self.terminal_seen = False
+        reader = RunReader(self.writer.path, self.writer.run_id, fd=self.writer.fd)
+        for event in reader.events():
+            if event.type in TERMINAL_TYPES:
+                self.terminal_seen = True
+            yield event
+
+    def append_abandoned(self, **fields: Any) -> Abandoned:
+        """Quarantine a torn tail if there is one, then append and sync ``abandoned``.
+
+        ``fields`` are the Abandoned fields other than the envelope and ``tail_quarantined``.
+        Raises :class:`NotReconcilableError` if the run already has a terminal event or has
+        no ``started`` event.
+        """
+        if self.terminal_seen is None:
+            for _ in self.events():
+                pass
+        if self.terminal_seen:
+            raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
+        if self.writer.next_seq == 0:
+            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
+        quarantined = self._quarantine_tail() if self.writer.torn_tail is not None else self._earlier_quarantine()
+        event = self.writer.append(Abandoned, tail_quarantined=quarantined, **fields)
+        return event  # type: ignore[return-value]
+
+    def _earlier_quarantine(self) -> QuarantinedTail | None:
+        """A quarantine file an interrupted reconciler left for the current end of the file."""
+        offset = self.writer.cursor.offset
+        name = f"{self.writer.path.name}.torn-{offset}"
+        try:
+            size = os.lstat(self.writer.path.parent / name).st_size
+        except FileNotFoundError:
+            return None
+        return QuarantinedTail(file=name, offset=offset, length=size)
+
+    def _quarantine_tail(self) -> QuarantinedTail:
+        tail = self.writer.torn_tail
+        assert tail is not None
+        fd = self.writer.fd
+        fragment_end = os.fstat(fd).st_size
+        name = _write_quarantine(self.writer.path, fd, tail.offset, fragment_end)
+        crash_point("reconcile-quarantined")
+        try:
+            os.ftruncate(fd, tail.offset)
+            os.fsync(fd)
+        except OSError as exc:
+            raise JournalWriteError(
+                exc.errno or errno.EIO, f"cannot cut the torn tail off {self.writer.path}: {exc.strerror}"
+            ) from None
+        crash_point("reconcile-truncated")
+        self.writer.torn_tail = None
+        return QuarantinedTail(file=name, offset=tail.offset, length=fragment_end - tail.offset)
+
+
+@contextmanager
+def locked_run(store: JsonlStore, run_id: str) -> Iterator[LockedRun]:
+    """Hold ``run_id``'s writer lock for the ``with`` block.
+
+    Raises :class:`~journal.errors.RunLockedError` if a live writer or another reconciler
+    holds it, and :class:`~journal.errors.JournalWriteError` (with ``errno`` EACCES, EROFS
+    or EPERM, see :func:`is_read_only_error`) if the journal cannot be opened for writing.
+    """
+    path = store.path(run_id)
+    if os.path.lexists(path) and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        # A journal made read-only on purpose is left alone even where open() would work.
+        raise JournalWriteError(errno.EACCES, f"{path} or its directory is not writable")
+    try:
+        writer = store.open_writer(run_id)
+    except OSError as exc:
+        if is_read_only_error(exc) and not isinstance(exc, JournalWriteError):
+            raise JournalWriteError(exc.errno, f"cannot open {path} for writing: {exc.strerror}") from None
+        raise
+    try:
+        yield LockedRun(store, writer)
+    finally:
+        writer.close()
+
+
+def append_abandoned(store: JsonlStore, run_id: str, **fields: Any) -> Abandoned:
+    """Under the run's lock, repair a torn tail and append ``abandoned`` with ``fields``.
+
+    The low-level form: it checks only that the run is not terminal. Whether the writer is
+    dead is the caller's decision (see :func:`projections.reconcile.reconcile_run`).
+    """
+    with locked_run(store, run_id) as run:
+        return run.append_abandoned(**fields)
+
+
+def _write_quarantine(run_path: Path, fd: int, start: int, end: int) -> str:
+    """Copy bytes ``[start, end)`` of ``fd`` to a quarantine file beside ``run_path``; return its name."""
+    directory = run_path.parent
+    base = f"{run_path.name}.torn-{start}"
+    for attempt in range(100):
+        name = base if attempt == 0 else f"{base}.{attempt}"
+        same = _same_bytes(directory / name, fd, start, end)
+        if same:
+            return name  # an earlier reconciler got this far before it was interrupted
+        if same is None:
+            _create_synced(directory, name, fd, start, end)
+            return name
+    raise JournalWriteError(errno.EEXIST, f"too many quarantine files for {run_path} at byte {start}")
+
+
+def _chunks(fd: int, start: int, end: int) -> Iterator[bytes]:
+    """The bytes ``[start, end)`` of ``fd`` in bounded chunks (a torn tail can be huge)."""
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, min(_COPY_CHUNK, end - pos), pos)
+        if not chunk:
+            return
+        yield chunk
+        pos += len(chunk)
+
+
+def _same_bytes(path: Path, fd: int, start: int, end: int) -> bool | None:
+    """Whether ``path`` holds exactly bytes ``[start, end)`` of ``fd``; None if it does not exist."""
+    try:
+        other = open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if os.fstat(other).st_size != end - start:
+            return False
+        offset = 0
+        for chunk in _chunks(fd, start, end):
+            if os.pread(other, len(chunk), offset) != chunk:
+                return False
+            offset += len(chunk)
+        return True
+    finally:
+        os.close(other)
+
+
+def _create_synced(directory: Path, name: str, src: int, start: int, end: int) -> None:
+    """Create ``directory/name`` holding bytes ``[start, end)`` of ``src``: complete or not at all."""
+    tmp = directory / f".{name}.tmp-{os.getpid()}"
+    try:
+        fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for chunk in _chunks(src, start, end):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, directory / name)
+        fsync_dir(directory)
+    except OSError as exc:
+        raise JournalWriteError(
+            exc.errno or errno.EIO, f"cannot write quarantine file {directory / name}: {exc.strerror}"
+        ) from None
+    finally:
+        _unlink_quietly(tmp)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,706 @@
+"""Test support for runjournal users: event builders, Hypothesis strategies, journal files.
+
+Import it from test code only: it needs ``hypothesis`` (in the ``test`` extra)::
+
+    from hypothesis import given
+    from journal.testing import event_streams, write_journal
+
+    @given(event_streams(terminal=True))
+    def test_my_fold_ends(events):
+        ...
+
+Three groups of helpers:
+
+* **Builders** (``make_started``, ``make_progress``, ``make_heartbeat``, ``make_succeeded``,
+  ``make_failed``, ``make_cancelled``, ``make_abandoned``, ``make_stream``): plain functions
+  with deterministic defaults (``ts`` is :data:`BASE_TIME` plus ``seq`` seconds), for
+  example-based tests.
+* **Strategies**: one per event type (``started_events`` ... ``abandoned_events``, and
+  ``events`` for any type); :func:`event_streams` for whole valid runs; :func:`torn_streams`
+  for runs whose last line was cut by a crash.
+* **Files**: :func:`journal_lines`, :func:`journal_bytes` and :func:`write_journal` encode
+  events through the real codec (hash chain included) and put them where
+  :class:`~journal.store.JsonlStore` looks for them.
+
+Every event a strategy or builder returns is a valid model; a *stream* is additionally a
+valid run: ``started`` first, ``seq`` 0, 1, 2 ... and one ``run_id``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from journal.codec import GENESIS_HASH, encode_line
+from journal.events import (
+    TERMINAL_TYPES,
+    Abandoned,
+    AbandonReason,
+    Cancelled,
+    CheckerIdentity,
+    Event,
+    Failed,
+    FailReason,
+    Heartbeat,
+    PlannedStep,
+    QuarantinedTail,
+    Started,
+    StepProgress,
+    StepState,
+    Succeeded,
+    WriterIdentity,
+)
+from journal.fsio import ensure_private_dir
+from journal.ids import RUN_ID_PATTERN
+from journal.store import RUN_SUFFIX
+
+__all__ = [
+    "BASE_TIME",
+    "DEFAULT_RUN_ID",
+    "EVENT_STRATEGIES",
+    "TornStream",
+    "abandoned_events",
+    "cancelled_events",
+    "checker_identities",
+    "event_streams",
+    "events",
+    "failed_events",
+    "heartbeat_events",
+    "journal_bytes",
+    "journal_lines",
+    "json_values",
+    "make_abandoned",
+    "make_cancelled",
+    "make_checker",
+    "make_failed",
+    "make_heartbeat",
+    "make_identity",
+    "make_progress",
+    "make_started",
+    "make_stream",
+    "make_succeeded",
+    "planned_steps",
+    "run_ids",
+    "started_events",
+    "step_progress_events",
+    "succeeded_events",
+    "texts",
+    "timestamps",
+    "torn_streams",
+    "write_journal",
+    "writer_identities",
+]
+
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+"""The default ``ts`` of builder events: ``BASE_TIME + seq`` seconds."""
+
+DEFAULT_RUN_ID = "20260101T000000000000Z-0001"
+"""The run id builders use when none is given."""
+
+STEP_STATES: tuple[StepState, ...] = ("started", "succeeded", "failed", "skipped")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _ts(seq: int, ts: datetime | None) -> datetime:
+    return ts if ts is not None else BASE_TIME + timedelta(seconds=seq)
+
+
+def make_identity(**overrides: Any) -> WriterIdentity:
+    """A fixed, fake writer identity (host ``test-host``, pid 4242); override any field."""
+    fields: dict[str, Any] = {
+        "host": "test-host",
+        "boot_id": "00000000-0000-4000-8000-000000000000",
+        "pid": 4242,
+        "start_ticks": 1000,
+        "argv": ["runjournal", "run", "wf.toml"],
+        "user": "tester",
+        "tool_version": "0.0.0-test",
+    }
+    return WriterIdentity(**(fields | overrides))
+
+
+def make_checker(**overrides: Any) -> CheckerIdentity:
+    """A fixed, fake reconciler identity; override any field."""
+    return CheckerIdentity(**({"host": "test-host", "pid": 4343, "user": "tester"} | overrides))
+
+
+def make_started(
+    run_id: str = DEFAULT_RUN_ID,
+    *,
+    steps: Iterable[str | PlannedStep] = ("build", "test"),
+    workflow: str = "wf",
+    ts: datetime | None = None,
+    writer: WriterIdentity | None = None,
+    heartbeat_interval: float = 30.0,
+    **fields: Any,
+) -> Started:
+    """A ``started`` event (seq 0) planning ``steps``; extra ``fields`` go to the model."""
+    planned = [s if isinstance(s, PlannedStep) else PlannedStep(name=s) for s in steps]
+    return Started(
+        run_id=run_id,
+        seq=0,
+        ts=_ts(0, ts),
+        workflow=workflow,
+        steps=planned,
+        writer=writer or make_identity(),
+        heartbeat_interval=heartbeat_interval,
+        **fields,
+    )
+
+
+def make_progress(
+    seq: int,
+    step: str,
+    state: StepState = "started",
+    *,
+    run_id: str = DEFAULT_RUN_ID,
+    ts: datetime | None = None,
+    **fields: Any,
+) -> StepProgress:
+    """A ``step-progress`` event; ``fields`` are ``done``, ``total``, ``item``, ``item_state``, ..."""
+    return StepProgress(run_id=run_id, seq=seq, ts=_ts(seq, ts), step=step, state=state, **fields)
+
+
+def make_heartbeat(seq: int, *, run_id: str = DEFAULT_RUN_ID, ts: datetime | None = None) -> Heartbeat:
+    """A ``heartbeat`` event."""
+    return Heartbeat(run_id=run_id, seq=seq, ts=_ts(seq, ts))
+
+
+def make_succeeded(seq: int, *, run_id: str = DEFAULT_RUN_ID, ts: datetime | None = None, **fields: Any) -> Succeeded:
+    """A ``succeeded`` terminal event."""
+    return Succeeded(run_id=run_id, seq=seq, ts=_ts(seq, ts), **fields)
+
+
+def make_failed(
+    seq: int,
+    reason: FailReason | str = FailReason.STEP_FAILED,
+    *,
+    run_id: str = DEFAULT_RUN_ID,
+    ts: datetime | None = None,
+    **fields: Any,
+) -> Failed:
+    """A ``failed`` terminal event (``step``, ``exit_code``, ``message`` as ``fields``)."""
+    return Failed(run_id=run_id, seq=seq, ts=_ts(seq, ts), reason=reason, **fields)
+
+
+def make_cancelled(
+    seq: int, by: str = "user:tester", *, run_id: str = DEFAULT_RUN_ID, ts: datetime | None = None, **fields: Any
+) -> Cancelled:
+    """A ``cancelled`` terminal event."""
+    return Cancelled(run_id=run_id, seq=seq, ts=_ts(seq, ts), by=by, **fields)
+
+
+def make_abandoned(
+    seq: int,
+    reason: AbandonReason | str = AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE,
+    *,
+    run_id: str = DEFAULT_RUN_ID,
+    ts: datetime | None = None,
+    evidence: dict[str, Any] | None = None,
+    checker: CheckerIdentity | None = None,
+    last_seq: int | None = None,
+    **fields: Any,
+) -> Abandoned:
+    """An ``abandoned`` terminal event; ``last_seq`` defaults to ``seq - 1``."""
+    return Abandoned(
+        run_id=run_id,
+        seq=seq,
+        ts=_ts(seq, ts),
+        reason=reason,
+        evidence=evidence if evidence is not None else {"pid_alive": False},
+        checker=checker or make_checker(),
+        last_seq=seq - 1 if last_seq is None else last_seq,
+        **fields,
+    )
+
+
+def make_stream(
+    run_id: str = DEFAULT_RUN_ID, steps: Sequence[str] = ("build", "test"), terminal: str | None = "succeeded"
+) -> list[Event]:
+    """A small complete run: ``started``, each step started and succeeded, then ``terminal``.
+
+    ``terminal`` is an event type (``"succeeded"``, ``"failed"``, ``"cancelled"``,
+    ``"abandoned"``) or None for a run still going.
+    """
+    stream: list[Event] = [make_started(run_id, steps=steps)]
+    for step in steps:
+        stream.append(make_progress(len(stream), step, "started", run_id=run_id))
+        stream.append(make_progress(len(stream), step, "succeeded", run_id=run_id, exit_code=0))
+    if terminal is not None:
+        builders = {
+            "succeeded": make_succeeded,
+            "failed": make_failed,
+            "cancelled": make_cancelled,
+            "abandoned": make_abandoned,
+        }
+        stream.append(builders[terminal](len(stream), run_id=run_id))
+    return stream
+
+
+# --------------------------------------------------------------- value strategies
+
+
+def texts(max_size: int = 20) -> st.SearchStrategy[str]:
+    """Any Unicode text JSON can carry (no lone surrogates), control characters included."""
+    return st.text(st.characters(exclude_categories=("Cs",)), max_size=max_size)
+
+
+def run_ids() -> st.SearchStrategy[str]:
+    """Valid run ids: generated time-sortable ones and arbitrary ids in the safe charset."""
+    generated = st.builds(
+        lambda moment, tag: moment.strftime("%Y%m%dT%H%M%S%fZ") + "-" + tag,
+        st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),
+        st.text("0123456789abcdef", min_size=4, max_size=4),
+    )
+    return st.one_of(generated, st.from_regex(RUN_ID_PATTERN, fullmatch=True))
+
+
+def timestamps(min_year: int = 1, max_year: int = 9999) -> st.SearchStrategy[datetime]:
+    """UTC instants with microseconds, the precision a line keeps."""
+    return st.datetimes(
+        min_value=datetime(min_year, 1, 1), max_value=datetime(max_year, 12, 31), timezones=st.just(UTC)
+    )
+
+
+def json_values(max_leaves: int = 10) -> st.SearchStrategy[Any]:
+    """Values a free-form field (``inputs``, ``evidence``) can hold and read back unchanged."""
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(*_INT64),
+        st.floats(allow_nan=False, allow_infinity=False),
+        texts(),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts(10), inner, max_size=4),
+        max_leaves=max_leaves,
+    )
+
+
+def _json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(texts(10), json_values(), max_size=4)
+
+
+def writer_identities() -> st.SearchStrategy[WriterIdentity]:
+    """Any writer identity."""
+    return st.builds(
+        WriterIdentity,
+        host=texts(),
+        boot_id=texts(36),
+        pid=st.integers(1, 2**22),
+        start_ticks=st.integers(0, 2**40),
+        argv=st.lists(texts(), max_size=4),
+        user=texts(),
+        tool_version=texts(10),
+    )
+
+
+def checker_identities() -> st.SearchStrategy[CheckerIdentity]:
+    """Any reconciler identity."""
+    return st.builds(CheckerIdentity, host=texts(), pid=st.integers(1, 2**22), user=texts())
+
+
+def planned_steps(max_steps: int = 4, max_items: int = 4, min_steps: int = 0) -> st.SearchStrategy[list[PlannedStep]]:
+    """A plan: distinct step names, some steps fanned out over distinct item keys."""
+    items = st.none() | st.lists(texts(8), min_size=1, max_size=max_items, unique=True)
+    return st.lists(texts(12), min_size=min_steps, max_size=max_steps, unique=True).flatmap(
+        lambda names: st.tuples(*(st.builds(PlannedStep, name=st.just(n), items=items) for n in names)).map(list)
+    )
+
+
+# --------------------------------------------------------------- event strategies
+
+
+def _envelope(run_id: str | None, seq: int | None) -> dict[str, st.SearchStrategy[Any]]:
+    return {
+        "run_id": run_ids() if run_id is None else st.just(run_id),
+        "seq": st.integers(0, 2**31) if seq is None else st.just(seq),
+        "ts": timestamps(),
+    }
+
+
+def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+def started_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Started]:
+    """Any ``started`` event (not necessarily at seq 0 unless ``seq=0`` is given)."""
+    return st.builds(
+        Started,
+        **_envelope(run_id, seq),
+        workflow=texts(),
+        steps=planned_steps(),
+        inputs=_json_objects(),
+        writer=writer_identities(),
+        heartbeat_interval=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+        workflow_file=_optional(texts()),
+        workflow_digest=_optional(st.text("0123456789abcdef", min_size=64, max_size=64)),
+        rerun_of=_optional(run_ids()),
+    )
+
+
+def step_progress_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[StepProgress]:
+    """Any ``step-progress`` event (field combinations need not be plausible)."""
+    return st.builds(
+        StepProgress,
+        **_envelope(run_id, seq),
+        step=texts(),
+        state=st.sampled_from(STEP_STATES),
+        done=_optional(st.integers(0, 2**31)),
+        total=_optional(st.integers(0, 2**31)),
+        item=_optional(texts()),
+        item_state=_optional(st.sampled_from(STEP_STATES)),
+        exit_code=_optional(st.integers(-255, 255)),
+        message=_optional(texts(200)),
+    )
+
+
+def heartbeat_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Heartbeat]:
+    """Any ``heartbeat`` event."""
+    return st.builds(Heartbeat, **_envelope(run_id, seq))
+
+
+def succeeded_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Succeeded]:
+    """Any ``succeeded`` event."""
+    return st.builds(Succeeded, **_envelope(run_id, seq), message=_optional(texts()))
+
+
+def failed_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Failed]:
+    """Any ``failed`` event."""
+    return st.builds(
+        Failed,
+        **_envelope(run_id, seq),
+        reason=st.sampled_from(FailReason),
+        step=_optional(texts()),
+        exit_code=_optional(st.integers(-255, 255)),
+        message=_optional(texts()),
+    )
+
+
+def cancelled_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Cancelled]:
+    """Any ``cancelled`` event."""
+    return st.builds(Cancelled, **_envelope(run_id, seq), by=texts(), reason=_optional(texts()))
+
+
+def abandoned_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Abandoned]:
+    """Any ``abandoned`` event."""
+    quarantined = st.builds(
+        QuarantinedTail, file=texts(), offset=st.integers(0, 2**40), length=st.integers(0, 2**20)
+    )
+    return st.builds(
+        Abandoned,
+        **_envelope(run_id, seq),
+        reason=st.sampled_from(AbandonReason),
+        evidence=_json_objects(),
+        checker=checker_identities(),
+        last_seq=st.integers(-1, 2**31),
+        tail_quarantined=_optional(quarantined),
+    )
+
+
+EVENT_STRATEGIES = {
+    "started": started_events,
+    "step-progress": step_progress_events,
+    "heartbeat": heartbeat_events,
+    "succeeded": succeeded_events,
+    "failed": failed_events,
+    "cancelled": cancelled_events,
+    "abandoned": abandoned_events,
+}
+"""Event type tag -> strategy factory ``(run_id=None, seq=None)``."""
+
+
+def events(
+    types: Iterable[str] | None = None, run_id: str | None = None, seq: int | None = None
+) -> st.SearchStrategy[Event]:
+    """Any single event, of one of ``types`` (every type by default)."""
+    chosen = sorted(types) if types is not None else list(EVENT_STRATEGIES)
+    return st.one_of(*(EVENT_STRATEGIES[name](run_id, seq) for name in chosen))
+
+
+# ---------------------------------------------------------------- stream strategy
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """An event before its place in the stream is known: model, and fields without envelope."""
+
+    model: type[Any]
+    fields: dict[str, Any]
+
+
+def _draw_step_script(draw: st.DrawFn, step: PlannedStep, outcome: str) -> list[_Draft]:
+    """The step-progress events of one step, ending in ``outcome``."""
+    if outcome == "skipped":
+        return [_Draft(StepProgress, {"step": step.name, "state": "skipped", "message": draw(_optional(texts()))})]
+    if not step.items:
+        code = 0 if outcome == "succeeded" else draw(st.integers(1, 255))
+        return [
+            _Draft(StepProgress, {"step": step.name, "state": "started"}),
+            _Draft(StepProgress, {"step": step.name, "state": outcome, "exit_code": code}),
+        ]
+    return _draw_fanout_script(draw, step, outcome)
+
+
+def _draw_fanout_script(draw: st.DrawFn, step: PlannedStep, outcome: str) -> list[_Draft]:
+    """Items run with up to ``concurrency`` in flight; ``done`` counts items ended so far."""
+    items = list(step.items or [])
+    total = len(items)
+    failing = set() if outcome == "succeeded" else set(draw(st.lists(st.sampled_from(items), min_size=1, unique=True)))
+    concurrency = draw(st.integers(1, 3))
+    script = [_Draft(StepProgress, {"step": step.name, "state": "started", "done": 0, "total": total})]
+    pending, in_flight, done = list(items), [], 0
+    while pending or in_flight:
+        can_start = bool(pending) and len(in_flight) < concurrency
+        if can_start and (not in_flight or draw(st.booleans())):
+            item = pending.pop(0)
+            in_flight.append(item)
+            state, exit_code = "started", None
+        else:
+            item = in_flight.pop(draw(st.integers(0, len(in_flight) - 1)))
+            done += 1
+            state = "failed" if item in failing else "succeeded"
+            exit_code = draw(st.integers(1, 255)) if item in failing else 0
+        fields = {"step": step.name, "state": "started", "item": item, "item_state": state}
+        script.append(_Draft(StepProgress, fields | {"done": done, "total": total, "exit_code": exit_code}))
+    script.append(_Draft(StepProgress, {"step": step.name, "state": outcome, "done": total, "total": total}))
+    return script
+
+
+def _draw_plan_script(
+    draw: st.DrawFn, plan: list[PlannedStep], must_succeed: bool
+) -> tuple[list[_Draft], _Draft | None]:
+    """Progress through the plan until a step fails; returns the script and the failure terminal."""
+    script: list[_Draft] = []
+    for step in plan:
+        outcomes = ["succeeded", "skipped"] if must_succeed else ["succeeded", "skipped", "failed"]
+        outcome = draw(st.sampled_from(outcomes))
+        script += _draw_step_script(draw, step, outcome)
+        if outcome == "failed":
+            exit_code = script[-1].fields.get("exit_code")
+            return script, _Draft(Failed, {"reason": FailReason.STEP_FAILED, "step": step.name, "exit_code": exit_code})
+    return script, None
+
+
+def _with_heartbeats(draw: st.DrawFn, script: list[_Draft], heartbeats: bool) -> list[_Draft]:
+    if not heartbeats:
+        return script
+    out: list[_Draft] = []
+    for draft in script:
+        out += [_Draft(Heartbeat, {})] * draw(st.integers(0, 2))
+        out.append(draft)
+    return out
+
+
+def _draw_terminal(draw: st.DrawFn, kind: str, failure: _Draft | None, last_seq: int) -> _Draft:
+    """The terminal event of a run that ends with ``kind``."""
+    if kind == "succeeded":
+        return _Draft(Succeeded, {"message": draw(_optional(texts()))})
+    if kind == "failed":
+        if failure is not None:
+            return failure
+        reason = draw(st.sampled_from([FailReason.EXCEPTION, FailReason.TIMEOUT]))
+        return _Draft(Failed, {"reason": reason, "message": draw(_optional(texts()))})
+    if kind == "cancelled":
+        return _Draft(Cancelled, {"by": draw(st.sampled_from(["user:tester", "signal:SIGINT", "signal:SIGTERM"]))})
+    return _Draft(
+        Abandoned,
+        {
+            "reason": draw(st.sampled_from(AbandonReason)),
+            "evidence": draw(_json_objects()),
+            "checker": draw(checker_identities()),
+            "last_seq": last_seq,
+        },
+    )
+
+
+def _stamp(drafts: list[_Draft], run_id: str, start_seq: int, start: datetime, gaps: list[int]) -> list[Event]:
+    """Give each draft its envelope: consecutive seq, non-decreasing ts."""
+    out: list[Event] = []
+    moment = start
+    for offset, (draft, gap) in enumerate(zip(drafts, gaps, strict=True)):
+        moment += timedelta(microseconds=gap)
+        out.append(draft.model(run_id=run_id, seq=start_seq + offset, ts=moment, **draft.fields))
+    return out
+
+
+@st.composite
+def event_streams(
+    draw: st.DrawFn,
+    *,
+    run_id: str | None = None,
+    min_steps: int = 0,
+    max_steps: int = 4,
+    max_items: int = 4,
+    terminal: bool | None = None,
+    terminal_types: Iterable[str] = tuple(sorted(TERMINAL_TYPES)),
+    late_events: bool | None = None,
+    heartbeats: bool = True,
+) -> list[Event]:
+    """A valid run as written by one writer (and maybe a reconciler).
+
+    ``started`` first (planning ``min_steps`` to ``max_steps`` steps, fan-out steps with up to
+    ``max_items`` items), then step progress as a runner would record it: steps in plan
+    order, each started then ended (or skipped); fan-out items started and ended with up to
+    three in flight, ``done``/``total`` counting ended items. A run that had a failing step
+    stops after it. Heartbeats are interleaved when ``heartbeats``. The run may stop
+    anywhere (an in-flight step), then:
+
+    * ``terminal``: None (maybe), True (always) or False (never) a terminal event of one
+      of ``terminal_types``. ``succeeded`` follows a complete, successful plan; ``failed``
+      names the failing step, or has reason ``exception``/``timeout`` anywhere;
+      ``cancelled`` and ``abandoned`` (``last_seq`` = the seq before it) come anywhere.
+    * ``late_events``: None (maybe), True (at least one) or False (none) events after the
+      terminal, as written by a writer that was only stopped and came back: the rest of
+      its progress, heartbeats, and possibly its own terminal. True implies a terminal.
+
+    ``seq`` is 0, 1, 2 ...; ``ts`` never decreases; every event has the same ``run_id``.
+    """
+    rid = run_id if run_id is not None else draw(run_ids())
+    kinds = sorted(set(terminal_types) & TERMINAL_TYPES)
+    want_terminal = True if late_events else terminal
+    if want_terminal is None:
+        want_terminal = bool(kinds) and draw(st.booleans())
+    if want_terminal and not kinds:
+        raise ValueError("terminal=True (or late_events=True) needs at least one terminal type")
+    kind = draw(st.sampled_from(kinds)) if want_terminal else None
+
+    plan = draw(planned_steps(max_steps, max_items, min_steps))
+    script, failure = _draw_plan_script(draw, plan, must_succeed=kind == "succeeded")
+    if kind == "succeeded" or (kind == "failed" and failure is not None and draw(st.booleans())):
+        cut = len(script)
+    else:
+        # Runs that got through their whole plan are the interesting ones: favour them.
+        cut = draw(st.just(len(script)) | st.integers(0, len(script)))
+        failure = failure if cut == len(script) else None
+    body = _with_heartbeats(draw, script[:cut], heartbeats)
+    drafts = [_Draft(Started, _started_fields(draw, plan)), *body]
+    if kind is not None:
+        drafts.append(_draw_terminal(draw, kind, failure, last_seq=len(drafts) - 1))
+        drafts += _draw_late(draw, script[cut:], late_events)
+
+    gaps = draw(st.lists(st.integers(0, 10**7), min_size=len(drafts), max_size=len(drafts)))
+    start = draw(timestamps(2000, 2099))
+    return _stamp(drafts, rid, 0, start, gaps)
+
+
+def _started_fields(draw: st.DrawFn, plan: list[PlannedStep]) -> dict[str, Any]:
+    return {
+        "workflow": draw(texts()),
+        "steps": plan,
+        "inputs": draw(_json_objects()),
+        "writer": draw(writer_identities()),
+        "heartbeat_interval": draw(st.sampled_from([0.5, 5.0, 30.0])),
+    }
+
+
+def _draw_late(draw: st.DrawFn, rest: list[_Draft], late_events: bool | None) -> list[_Draft]:
+    """What a writer that was only stopped writes after someone else ended its run."""
+    if late_events is False or (late_events is None and not draw(st.booleans())):
+        return []
+    late = [_Draft(Heartbeat, {}), *rest[: draw(st.integers(0, len(rest)))]]
+    if draw(st.booleans()):
+        late.append(_Draft(Succeeded, {}) if not rest else _Draft(Failed, {"reason": FailReason.EXCEPTION}))
+    return late
+
+
+# ------------------------------------------------------------------ journal files
+
+
+def journal_lines(stream: Iterable[Event], prev_hash: str = GENESIS_HASH) -> list[bytes]:
+    """Encode events as journal lines, chaining each ``h`` to the previous line's.
+
+    The events are not checked for sequence, so this also builds journals with a wrong
+    ``seq`` or ``run_id`` (for tests of the reader's errors).
+    """
+    lines = []
+    for event in stream:
+        line, prev_hash = encode_line(event, prev_hash)
+        lines.append(line)
+    return lines
+
+
+def journal_bytes(stream: Iterable[Event]) -> bytes:
+    """The whole journal file for ``stream``."""
+    return b"".join(journal_lines(stream))
+
+
+def write_journal(
+    root: Path | str, stream: Sequence[Event], *, fragment: bytes = b"", data: bytes | None = None
+) -> Path:
+    """Write ``stream`` as ``root/runs/<run_id>.jsonl`` (0600, directories 0700); return the path.
+
+    ``fragment`` is appended after the last whole line (a torn tail); ``data`` replaces the
+    encoded bytes entirely (for hand-made corruption). An existing file is replaced. The
+    run id is taken from the first event.
+    """
+    runs = ensure_private_dir(Path(root) / "runs")
+    path = runs / (stream[0].run_id + RUN_SUFFIX)
+    content = (journal_bytes(stream) if data is None else data) + fragment
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class TornStream:
+    """A run whose last line was cut by a crash.
+
+    ``events`` are the events whose lines are whole; ``torn`` is the event whose line was
+    being written; ``fragment`` is the part of its line that reached the file (never its
+    newline, never empty).
+    """
+
+    events: list[Event]
+    torn: Event
+    fragment: bytes
+
+    @property
+    def data(self) -> bytes:
+        """The journal file's bytes: the whole lines, then the fragment."""
+        return journal_bytes(self.events) + self.fragment
+
+    @property
+    def whole_length(self) -> int:
+        """Bytes of whole lines, i.e. the offset where the torn tail starts."""
+        return len(journal_bytes(self.events))
+
+
+@st.composite
+def torn_streams(draw: st.DrawFn, **stream_options: Any) -> TornStream:
+    """A valid stream (see :func:`event_streams`, which takes the same options) with its last line torn.
+
+    At least the ``started`` line is whole; the torn line is cut after 1 to ``len - 1`` bytes.
+    """
+    stream = draw(event_streams(**stream_options).filter(lambda s: len(s) >= 2))
+    line = journal_lines(stream)[-1]
+    cut = draw(st.integers(1, len(line) - 1))
+    return TornStream(events=stream[:-1], torn=stream[-1], fragment=line[:cut])
+
+
+@st.composite
+def scrambled_streams(draw: st.DrawFn, *, run_id: str = DEFAULT_RUN_ID, **stream_options: Any) -> list[Event]:
+    """A valid run (see :func:`event_streams`) shuffled, with duplicated events and arbitrary events of the same run mixed in.
+
+    What a fold must survive without raising: for totality tests, not a stream any writer produces.
+    """
+    stream = draw(event_streams(run_id=run_id, **stream_options))
+    extra = draw(st.lists(events(run_id=run_id), max_size=4))
+    dups = draw(st.lists(st.sampled_from(stream), max_size=4))
+    return draw(st.permutations(stream + extra + dups))
+
+
+__all__.append("scrambled_streams")

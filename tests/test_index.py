@@ -1,0 +1,361 @@
+"""The history read model: incremental, disposable, and never half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from journal.events import Event
+from journal.run import start_run
+from journal.store import JsonlStore
+from journal.testing import (
+    event_streams,
+    journal_bytes,
+    journal_lines,
+    make_heartbeat,
+    make_stream,
+    make_succeeded,
+    torn_streams,
+    write_journal,
+)
+from projections.fold import fold
+from projections.index import (
+    FORMAT,
+    INDEX_DIR,
+    HistoryIndex,
+    RunSummary,
+    parse_time,
+    shard_of,
+    shard_path,
+    summarize,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fresh_summaries(store: JsonlStore) -> list[RunSummary]:
+    """The reference: every run folded from its first byte, newest first, no index involved."""
+    return [summarize(fold(store.read(rid).events()), rid) for rid in sorted(store.run_ids(), reverse=True)]
+
+
+def indexed(store: JsonlStore) -> list[RunSummary]:
+    """What a fresh HistoryIndex (loading whatever is saved) lists."""
+    return list(HistoryIndex(store).summaries())
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append to a journal as a writer would (O_APPEND, one write)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Put new bytes under the same name as a new inode (what an editor or a copy does)."""
+    tmp = path.with_name(".replacing")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def unique_streams(streams: Sequence[list[Event]]) -> list[list[Event]]:
+    """Drop streams whose run id repeats one drawn earlier."""
+    seen: dict[str, list[Event]] = {}
+    for stream in streams:
+        seen.setdefault(stream[0].run_id, stream)
+    return list(seen.values())
+
+
+@given(st.lists(event_streams(), min_size=1, max_size=4), st.data())
+def test_incremental_index_equals_fresh_fold(streams: list[list[Event]], data: st.DataObject) -> None:
+    """Indexing prefixes of random runs, then the rest appended, gives what folding the whole files gives."""
+    streams = unique_streams(streams)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JsonlStore(tmp)
+        cuts = [data.draw(st.integers(1, len(s)), label="cut") for s in streams]
+        paths = [write_journal(tmp, s[:cut]) for s, cut in zip(streams, cuts)]
+        assert indexed(store) == fresh_summaries(store)
+        for stream, cut, path in zip(streams, cuts, paths):
+            append_bytes(path, b"".join(journal_lines(stream[cut:], _last_hash(stream[:cut]))))
+        assert indexed(store) == fresh_summaries(store)
+        for stream, summary in zip(sorted(streams, key=lambda s: s[0].run_id, reverse=True), indexed(store)):
+            assert summary.events == len(stream)
+
+
+@given(torn_streams())
+def test_torn_tail_is_left_out_until_its_line_is_complete(torn) -> None:  # type: ignore[no-untyped-def]
+    """A torn final line is not folded; once the writer finishes the line, the index folds it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JsonlStore(tmp)
+        path = write_journal(tmp, torn.events, fragment=torn.fragment)
+        assert indexed(store) == [summarize(fold(torn.events), torn.events[0].run_id)]
+        full = journal_bytes([*torn.events, torn.torn])
+        append_bytes(path, full[len(torn.data) :])
+        assert indexed(store) == [summarize(fold([*torn.events, torn.torn]), torn.events[0].run_id)]
+
+
+def _last_hash(events: list[Event]) -> str:
+    lines = journal_lines(events)
+    return orjson.loads(lines[-1])["h"]
+
+
+def test_append_after_indexing_is_seen_without_refolding(journal_dir: Path) -> None:
+    """Events appended through the API after a refresh show up, folded from the saved cursor."""
+    store = JsonlStore(journal_dir)
+    with start_run("deploy", steps=["build", "ship"], store=store, durability="none") as run:
+        run.step_started("build")
+        first = indexed(store)
+        assert [(s.status, s.steps_done, s.events) for s in first] == [("running", 0, 2)]
+        run.step_succeeded("build", exit_code=0)
+        index = HistoryIndex(store)
+        (summary,) = index.summaries()
+        assert (summary.status, summary.steps_done, summary.events) == ("running", 1, 3)
+        assert index.counts == {"appended": 1, "refolded": 0}
+    (summary,) = indexed(store)
+    assert summary.status == "succeeded" and summary.ended_at is not None
+
+
+def test_unchanged_runs_are_not_read_again(journal_dir: Path) -> None:
+    """A second pass over unchanged files folds nothing."""
+    store = JsonlStore(journal_dir)
+    for n in range(5):
+        write_journal(journal_dir, make_stream(f"run-{n}", terminal="succeeded" if n % 2 else None))
+    first = HistoryIndex(store)
+    assert len(list(first.summaries())) == 5 and first.counts["refolded"] == 5
+    second = HistoryIndex(store)
+    assert list(second.summaries()) == fresh_summaries(store)
+    assert second.counts == {"appended": 0, "refolded": 0}
+
+
+def test_replaced_file_is_refolded(journal_dir: Path) -> None:
+    """A run file replaced by another (new inode), even a longer one, is folded from its start."""
+    store = JsonlStore(journal_dir)
+    path = write_journal(journal_dir, make_stream("r1", steps=["a"], terminal=None))
+    indexed(store)
+    other = make_stream("r1", steps=["x", "y", "z"], terminal="failed")
+    replace_file(path, journal_bytes(other))
+    index = HistoryIndex(store)
+    assert list(index.summaries()) == [summarize(fold(other), "r1")]
+    assert index.counts == {"appended": 0, "refolded": 1}
+
+
+def test_truncated_file_is_refolded(journal_dir: Path) -> None:
+    """A run file cut back into what was indexed is folded again from its start."""
+    store = JsonlStore(journal_dir)
+    stream = make_stream("r1", steps=["a", "b"], terminal="succeeded")
+    path = write_journal(journal_dir, stream)
+    assert indexed(store)[0].status == "succeeded"
+    os.truncate(path, len(journal_bytes(stream[:2])))
+    index = HistoryIndex(store)
+    assert list(index.summaries()) == [summarize(fold(stream[:2]), "r1")]
+    assert index.counts["refolded"] == 1
+
+
+def test_rewrite_in_place_with_same_size_is_refolded(journal_dir: Path) -> None:
+    """Same inode, same size, another mtime: the bytes may differ, so the run is folded again."""
+    store = JsonlStore(journal_dir)
+    stream = make_stream("r1", terminal="succeeded")
+    path = write_journal(journal_dir, stream)
+    indexed(store)
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+    index = HistoryIndex(store)
+    list(index.summaries())
+    assert index.counts["refolded"] == 1
+
+
+def test_late_events_after_terminal_are_counted(journal_dir: Path) -> None:
+    """A finished run that grows (a writer that came back) is folded again: its late events show."""
+    store = JsonlStore(journal_dir)
+    stream = make_stream("r1", terminal="abandoned")
+    path = write_journal(journal_dir, stream)
+    assert indexed(store)[0].late_events == 0
+    append_bytes(path, b"".join(journal_lines([make_heartbeat(len(stream), run_id="r1")], _last_hash(stream))))
+    (summary,) = indexed(store)
+    assert (summary.status, summary.late_events) == ("abandoned", 1)
+
+
+def test_deleting_the_index_gives_the_same_output(journal_dir: Path) -> None:
+    """The index is disposable: removed, it is rebuilt and lists exactly the same summaries."""
+    store = JsonlStore(journal_dir)
+    for n in range(20):
+        write_journal(journal_dir, make_stream(f"2026-{n:02d}", terminal=(None, "succeeded", "failed")[n % 3]))
+    before = indexed(store)
+    for file in (journal_dir / INDEX_DIR).iterdir():
+        file.unlink()
+    (journal_dir / INDEX_DIR).rmdir()
+    assert indexed(store) == before == fresh_summaries(store)
+    assert [s.run_id for s in before] == [f"2026-{n:02d}" for n in reversed(range(20))]
+
+
+def test_deleted_runs_are_dropped_from_the_index(journal_dir: Path) -> None:
+    """A run whose file is gone is neither listed nor kept in the saved index."""
+    store = JsonlStore(journal_dir)
+    for rid in ("a1", "b2"):
+        write_journal(journal_dir, make_stream(rid))
+    indexed(store)
+    store.path("a1").unlink()
+    assert [s.run_id for s in indexed(store)] == ["b2"]
+    saved = orjson.loads(shard_path(journal_dir / INDEX_DIR, shard_of("a1")).read_bytes())
+    assert "a1" not in saved["runs"]
+
+
+def test_corrupt_run_is_listed_with_its_error_and_refolded_when_fixed(journal_dir: Path) -> None:
+    """A bad line stops that run's fold with an error naming the line; a repaired file is folded again."""
+    store = JsonlStore(journal_dir)
+    stream = make_stream("r1", steps=["a", "b"], terminal="succeeded")
+    good = journal_bytes(stream)
+    lines = good.splitlines(keepends=True)
+    bad = b"".join([*lines[:2], lines[2].replace(b'"a"', b'"A"'), *lines[3:]])
+    path = write_journal(journal_dir, stream, data=bad)
+    (summary,) = indexed(store)
+    assert summary.status == "running" and summary.events == 2
+    assert summary.error is not None and ":3 (byte" in summary.error and "hash chain" in summary.error
+    assert indexed(store) == [summary]
+    replace_file(path, good)
+    assert indexed(store) == [summarize(fold(stream), "r1")]
+
+
+def test_index_files_are_private_and_versioned(journal_dir: Path) -> None:
+    """The index directory is 0700, shard files 0600, each a JSON document of our format."""
+    store = JsonlStore(journal_dir)
+    write_journal(journal_dir, make_stream("r1"))
+    indexed(store)
+    directory = journal_dir / INDEX_DIR
+    assert directory.stat().st_mode & 0o777 == 0o700
+    files = list(directory.iterdir())
+    assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    assert all(orjson.loads(f.read_bytes())["format"] == FORMAT for f in files)
+
+
+def test_damaged_shard_is_ignored_and_rebuilt(journal_dir: Path) -> None:
+    """A shard that is not valid JSON (a disk that lied) costs a re-fold, never a wrong answer or a crash."""
+    store = JsonlStore(journal_dir)
+    write_journal(journal_dir, make_stream("r1"))
+    expected = indexed(store)
+    shard_path(journal_dir / INDEX_DIR, shard_of("r1")).write_bytes(b'{"format": "runjournal-hist')
+    index = HistoryIndex(store)
+    assert list(index.summaries()) == expected and index.counts["refolded"] == 1
+
+
+def test_state_resumes_from_the_saved_fold(journal_dir: Path) -> None:
+    """``state`` gives the full current fold of a live run, including events appended since indexing."""
+    store = JsonlStore(journal_dir)
+    stream = make_stream("r1", terminal=None)
+    path = write_journal(journal_dir, stream)
+    indexed(store)
+    tail = [make_succeeded(len(stream), run_id="r1")]
+    append_bytes(path, b"".join(journal_lines(tail, _last_hash(stream))))
+    state, reader = HistoryIndex(store).state("r1")
+    assert state == fold(stream + tail)
+    assert reader.cursor.offset == path.stat().st_size
+
+
+def test_summary_times_parse_back(journal_dir: Path) -> None:
+    """Summary timestamps are UTC ISO strings that parse back to the events' datetimes."""
+    store = JsonlStore(journal_dir)
+    stream = make_stream("r1")
+    write_journal(journal_dir, stream)
+    (summary,) = indexed(store)
+    assert parse_time(summary.started_at) == stream[0].ts
+    assert parse_time(summary.ended_at) == stream[-1].ts
+
+
+def test_unwritable_index_still_lists_runs(journal_dir: Path) -> None:
+    """When the index cannot be saved (its path is taken by a file), history still works and says why."""
+    store = JsonlStore(journal_dir)
+    write_journal(journal_dir, make_stream("r1"))
+    (journal_dir / INDEX_DIR).write_bytes(b"not a directory")
+    index = HistoryIndex(store)
+    assert list(index.summaries()) == fresh_summaries(store)
+    assert index.problem is not None and "not saved" in index.problem
+
+
+_REFRESHER = textwrap.dedent(
+    """
+    import sys, time
+    from journal.store import JsonlStore
+    from projections.index import HistoryIndex
+    store, deadline = JsonlStore(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < deadline:
+        HistoryIndex(store).refresh()
+    """
+)
+
+_APPENDER = textwrap.dedent(
+    """
+    import sys, time
+    from journal.run import start_run
+    root, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
+    n = 0
+    while time.monotonic() < deadline:
+        with start_run("churn", steps=["s"], root=root, durability="none") as run:
+            for _ in range(20):
+                run.heartbeat()
+                time.sleep(0.002)
+        n += 1
+    """
+)
+
+
+@pytest.mark.slow
+def test_concurrent_refreshes_never_expose_a_half_written_index(journal_dir: Path) -> None:
+    """Refreshers racing while runs are appended: every shard read parses, and the end result is right."""
+    store = JsonlStore(journal_dir)
+    for n in range(200):
+        write_journal(journal_dir, make_stream(f"base-{n:03d}", terminal=None if n % 7 == 0 else "succeeded"))
+    seconds = "3"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(journal_dir), seconds], env=env)]
+    procs += [subprocess.Popen([sys.executable, "-c", _REFRESHER, str(journal_dir), seconds], env=env) for _ in range(3)]
+    reads = _read_shards_until_done(journal_dir / INDEX_DIR, procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert reads > 50
+    assert not [f for f in (journal_dir / INDEX_DIR).iterdir() if f.name.startswith(".tmp-")]
+    assert indexed(store) == fresh_summaries(store)
+
+
+def _read_shards_until_done(directory: Path, procs: list[subprocess.Popen[bytes]]) -> int:
+    """Parse every shard file over and over while ``procs`` run; fail on any partial document."""
+    reads = 0
+    errors: list[str] = []
+
+    def reader() -> None:
+        nonlocal reads
+        while any(p.poll() is None for p in procs):
+            for file in directory.glob("runs-*.json") if directory.exists() else ():
+                try:
+                    data = orjson.loads(file.read_bytes())
+                except FileNotFoundError:
+                    continue
+                except orjson.JSONDecodeError as exc:
+                    errors.append(f"{file.name}: {exc}")
+                    return
+                if data.get("format") != FORMAT:
+                    errors.append(f"{file.name}: wrong format")
+                reads += 1
+            summaries = list(HistoryIndex(JsonlStore(directory.parent), save=False).summaries())
+            if any(s.error for s in summaries):
+                errors.append("a run read as corrupt mid-append")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    deadline = time.monotonic() + 60
+    for p in procs:
+        p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    thread.join()
+    assert errors == []
+    return reads

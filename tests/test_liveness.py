@@ -1,0 +1,293 @@
+"""Liveness: the facts observed about a writer and the pure verdict drawn from them (docs/liveness.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from journal.events import AbandonReason, WriterIdentity
+from journal.identity import writer_identity
+from journal.liveness import WriterFacts, observe_writer
+from journal.procfacts import ProcessInfo, boot_id, host_name, process_info
+from journal.run import start_run
+from journal.store import JsonlStore
+from journal.testing import BASE_TIME, make_heartbeat, make_identity, make_started
+from projections.fold import fold
+from projections.liveness import DEFAULT_LEASE_INTERVALS, judge
+from projections.state import RunState
+
+HERE = "host-a"
+BOOT = "boot-1"
+PID = 4242
+TICKS = 1000
+
+
+def _state(identity: WriterIdentity | None = None, *, interval: float = 30.0, last_at: datetime | None = None) -> RunState:
+    started = make_started(writer=identity or make_identity(host=HERE, boot_id=BOOT, pid=PID, start_ticks=TICKS),
+                           heartbeat_interval=interval)
+    stream = [started] if last_at is None else [started, make_heartbeat(1, ts=last_at)]
+    return fold(stream)
+
+
+def _facts(*, same_host: bool = True, boot: str | None = BOOT, process: ProcessInfo | None = None,
+           lock: bool | None = False) -> WriterFacts:
+    return WriterFacts(host_now=HERE if same_host else "host-b", same_host=same_host,
+                       boot_id_now=boot if same_host else None, process=process, lock_held=lock)
+
+
+NOW = BASE_TIME + timedelta(hours=1)
+
+
+# ---------------------------------------------------------------- the decision table (pure)
+
+SAME_HOST_TABLE = [
+    # (boot id now, process, lock held) -> (liveness, reason, pid_state)
+    ("boot-2", None, False, "dead", AbandonReason.HOST_REBOOTED, None),
+    ("boot-2", None, True, "dead", AbandonReason.HOST_REBOOTED, None),
+    (BOOT, None, False, "dead", AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE, "gone"),
+    (BOOT, ProcessInfo(PID, TICKS, "zombie"), False, "dead", AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE, "zombie"),
+    (BOOT, ProcessInfo(PID, TICKS + 1, "running"), False, "dead", AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE, "reused"),
+    (BOOT, ProcessInfo(PID, TICKS + 1, "stopped"), None, "dead", AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE, "reused"),
+    (BOOT, ProcessInfo(PID, TICKS, "running"), True, "alive", None, "alive"),
+    (BOOT, ProcessInfo(PID, TICKS, "running"), False, "alive", None, "alive"),
+    (BOOT, ProcessInfo(PID, TICKS, "stopped"), True, "alive", None, "stopped"),
+    (BOOT, ProcessInfo(PID, TICKS, "other"), False, "alive", None, "alive"),
+    (BOOT, None, True, "unknown", None, "gone"),
+    (BOOT, ProcessInfo(PID, TICKS, "zombie"), True, "unknown", None, "zombie"),
+    (BOOT, ProcessInfo(PID, 7, "running"), True, "unknown", None, "reused"),
+]
+
+
+@pytest.mark.parametrize(("boot", "process", "lock", "liveness", "reason", "pid_state"), SAME_HOST_TABLE)
+def test_same_host_decision_table(boot: str, process: ProcessInfo | None, lock: bool | None, liveness: str,
+                                  reason: AbandonReason | None, pid_state: str | None) -> None:
+    """Each row of the same-host table in docs/liveness.md gives its verdict, reason and pid state."""
+    verdict = judge(_state(), _facts(boot=boot, process=process, lock=lock), NOW)
+    assert (verdict.liveness, verdict.reason, verdict.evidence.get("pid_state")) == (liveness, reason, pid_state)
+
+
+def test_same_host_evidence_records_what_was_checked_and_seen() -> None:
+    """The evidence of a reused pid names every check and both start times."""
+    verdict = judge(_state(), _facts(process=ProcessInfo(PID, 5555, "running"), lock=False), NOW)
+    assert verdict.evidence == {
+        "checked": ["host", "boot_id", "pid", "start_ticks", "lock"],
+        "host": HERE,
+        "host_now": HERE,
+        "boot_id_recorded": BOOT,
+        "boot_id_now": BOOT,
+        "pid": PID,
+        "start_ticks_recorded": TICKS,
+        "start_ticks_now": 5555,
+        "pid_state": "reused",
+        "lock": "free",
+    }
+    assert "another process" in verdict.explain()
+
+
+def test_reboot_evidence_does_not_claim_a_pid_check() -> None:
+    """After a reboot the pid is meaningless, so it is neither checked nor recorded."""
+    verdict = judge(_state(), _facts(boot="boot-2"), NOW)
+    assert verdict.evidence["checked"] == ["host", "boot_id", "lock"]
+    assert "pid" not in verdict.evidence
+    assert "rebooted" in verdict.explain()
+
+
+OTHER = make_identity(host="host-b", boot_id="other-boot", pid=PID, start_ticks=TICKS)
+
+
+@pytest.mark.parametrize(
+    ("silence", "lease", "lock", "liveness"),
+    [
+        (timedelta(seconds=91), DEFAULT_LEASE_INTERVALS, False, "dead"),
+        (timedelta(seconds=90), DEFAULT_LEASE_INTERVALS, False, "unknown"),
+        (timedelta(seconds=10), DEFAULT_LEASE_INTERVALS, False, "unknown"),
+        (timedelta(seconds=-600), DEFAULT_LEASE_INTERVALS, False, "unknown"),
+        (timedelta(hours=5), DEFAULT_LEASE_INTERVALS, True, "unknown"),
+        (timedelta(seconds=200), 10, False, "unknown"),
+        (timedelta(seconds=301), 10, None, "dead"),
+    ],
+)
+def test_other_host_lease(silence: timedelta, lease: float, lock: bool | None, liveness: str) -> None:
+    """Across hosts the run is dead only after lease x heartbeat interval (30 s here) of silence on the reader's clock."""
+    last = BASE_TIME + timedelta(minutes=5)
+    state = _state(OTHER, interval=30.0, last_at=last)
+    verdict = judge(state, _facts(same_host=False, lock=lock), last + silence, lease_intervals=lease)
+    assert verdict.liveness == liveness
+    assert verdict.reason == (AbandonReason.HEARTBEAT_EXPIRED if liveness == "dead" else None)
+    assert verdict.evidence["age_seconds"] == silence.total_seconds()
+    assert verdict.evidence["lease_seconds"] == lease * 30.0
+    assert verdict.evidence["last_event_at"] == "2026-01-01T00:05:00Z"
+
+
+def test_other_host_verdict_ignores_pid_facts() -> None:
+    """A pid on this host means nothing for a writer on another host, even if a process with it lives here."""
+    state = _state(OTHER, last_at=BASE_TIME)
+    facts = WriterFacts(host_now=HERE, same_host=False, boot_id_now=None, process=None, lock_held=False)
+    assert judge(state, facts, BASE_TIME + timedelta(seconds=5)).liveness == "unknown"
+    assert "pid" not in judge(state, facts, BASE_TIME).evidence
+
+
+def test_a_run_without_started_has_no_writer_to_judge() -> None:
+    """With no ``started`` event the verdict is unknown and nothing is claimed."""
+    verdict = judge(RunState(), _facts(), NOW)
+    assert (verdict.liveness, verdict.reason) == ("unknown", None)
+
+
+process_infos = st.none() | st.builds(
+    ProcessInfo, st.just(PID), st.sampled_from([TICKS, TICKS + 1]), st.sampled_from(["running", "zombie", "stopped", "other"])
+)
+
+
+@given(
+    same_host=st.booleans(),
+    boot=st.sampled_from([BOOT, "boot-2"]),
+    process=process_infos,
+    lock=st.sampled_from([True, False, None]),
+    silence=st.integers(-10**6, 10**6),
+    lease=st.floats(0.5, 20),
+)
+def test_verdict_invariants(same_host: bool, boot: str, process: ProcessInfo | None, lock: bool | None,
+                            silence: int, lease: float) -> None:
+    """Reason iff dead; a held lock blocks "dead" except after a reboot; a same-host process with the recorded ticks is never dead."""
+    identity = make_identity(host=HERE if same_host else "host-b", boot_id=BOOT, pid=PID, start_ticks=TICKS)
+    state = _state(identity, last_at=BASE_TIME)
+    facts = _facts(same_host=same_host, boot=boot, process=process, lock=lock)
+    verdict = judge(state, facts, BASE_TIME + timedelta(seconds=silence), lease)
+    assert (verdict.reason is not None) == verdict.dead
+    assert verdict.evidence["checked"][0] == "host"
+    if lock and verdict.dead:
+        assert verdict.reason is AbandonReason.HOST_REBOOTED
+    if same_host and boot == BOOT and process and process.start_ticks == TICKS and process.state != "zombie":
+        assert verdict.liveness == "alive"
+    if not same_host:
+        assert verdict.liveness != "alive"
+    assert judge(state, facts, BASE_TIME + timedelta(seconds=silence), lease) == verdict  # pure: same inputs, same verdict
+
+
+# ---------------------------------------------------------------- the facts (real processes)
+
+
+def _wait_for_state(pid: int, wanted: str, deadline_s: float = 10.0) -> ProcessInfo:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        info = process_info(pid)
+        if info is not None and info.state == wanted:
+            return info
+        time.sleep(0.005)
+    raise AssertionError(f"pid {pid} never reached state {wanted!r}")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A live child process (killed and reaped afterwards)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield child
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _observe(root: Path, identity: WriterIdentity, *, keep_open: bool = False) -> WriterFacts:
+    """Create a run recorded with ``identity``, close its writer unless ``keep_open``, and observe it."""
+    store = JsonlStore(root)
+    run = start_run("wf", ["a"], store=store, identity=identity, durability="none")
+    try:
+        if not keep_open:
+            run.writer.close()
+        return observe_writer(store, run.run_id, identity)
+    finally:
+        run.writer.close()
+
+
+def test_own_process_is_observed_alive_with_its_lock_held(journal_dir: Path) -> None:
+    """This process, recorded as the writer and holding the run's lock, is seen running with the same start ticks."""
+    identity = writer_identity()
+    facts = _observe(journal_dir, identity, keep_open=True)
+    assert facts.same_host and facts.boot_id_now == boot_id() == identity.boot_id
+    assert facts.process is not None and facts.process.start_ticks == identity.start_ticks
+    assert facts.lock_held is True
+    assert judge(_state(identity), facts, NOW).liveness == "alive"
+
+
+def test_closed_writer_releases_the_lock(journal_dir: Path) -> None:
+    """Once the writer's fd is closed the lock probe finds the lock free."""
+    assert _observe(journal_dir, writer_identity()).lock_held is False
+
+
+def test_reaped_child_is_observed_gone(journal_dir: Path) -> None:
+    """The pid of an exited and reaped child is gone (or, rarely, reused): either way the writer is dead."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = _wait_ticks(child.pid)
+    child.wait()
+    identity = writer_identity().model_copy(update={"pid": child.pid, "start_ticks": ticks})
+    facts = _observe(journal_dir, identity)
+    verdict = judge(_state(identity), facts, NOW)
+    assert verdict.reason is AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE
+    assert verdict.evidence["pid_state"] in ("gone", "reused")
+
+
+def _wait_ticks(pid: int) -> int:
+    info = process_info(pid)
+    assert info is not None
+    return info.start_ticks
+
+
+def test_unreaped_child_is_observed_as_a_zombie(journal_dir: Path) -> None:
+    """An exited child nobody has waited for is a zombie, and a zombie writer is dead."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        ticks = _wait_ticks(child.pid)
+        _wait_for_state(child.pid, "zombie")
+        identity = writer_identity().model_copy(update={"pid": child.pid, "start_ticks": ticks})
+        verdict = judge(_state(identity), _observe(journal_dir, identity), NOW)
+        assert (verdict.liveness, verdict.evidence["pid_state"]) == ("dead", "zombie")
+    finally:
+        child.wait()
+
+
+def test_stopped_process_is_alive(journal_dir: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """A SIGSTOPped writer is stopped, not dead."""
+    ticks = _wait_ticks(sleeper.pid)
+    os.kill(sleeper.pid, signal.SIGSTOP)
+    _wait_for_state(sleeper.pid, "stopped")
+    identity = writer_identity().model_copy(update={"pid": sleeper.pid, "start_ticks": ticks})
+    verdict = judge(_state(identity), _observe(journal_dir, identity), NOW)
+    assert (verdict.liveness, verdict.evidence["pid_state"]) == ("alive", "stopped")
+
+
+def test_live_pid_with_other_start_ticks_is_reused(journal_dir: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """A live process whose start ticks differ from the recorded ones is not the writer."""
+    ticks = _wait_ticks(sleeper.pid)
+    identity = writer_identity().model_copy(update={"pid": sleeper.pid, "start_ticks": ticks - 1})
+    facts = _observe(journal_dir, identity)
+    assert facts.process is not None and facts.process.start_ticks == ticks
+    verdict = judge(_state(identity), facts, NOW)
+    assert (verdict.liveness, verdict.evidence["pid_state"]) == ("dead", "reused")
+    assert verdict.evidence["start_ticks_now"] == ticks
+
+
+def test_other_boot_id_is_not_looked_up_as_a_pid(journal_dir: Path) -> None:
+    """With a different boot id recorded, the pid (here our own) is not even looked at."""
+    identity = writer_identity().model_copy(update={"boot_id": "not-this-boot"})
+    facts = _observe(journal_dir, identity)
+    assert facts.process is None and facts.boot_id_now == boot_id()
+    assert judge(_state(identity), facts, NOW).reason is AbandonReason.HOST_REBOOTED
+
+
+def test_other_host_gets_no_pid_or_boot_facts(journal_dir: Path) -> None:
+    """For a writer on another host only the lock can be probed; no pid or boot id is observed."""
+    identity = writer_identity().model_copy(update={"host": host_name() + "-elsewhere"})
+    facts = _observe(journal_dir, identity)
+    assert (facts.same_host, facts.boot_id_now, facts.process, facts.lock_held) == (False, None, None, False)
+
