@@ -61,7 +61,9 @@ class Tail:
         if self.store.writer_alive(self.run_id):
             return False
         current = current_state(self.store, self.run_id, reconcile=True)
-        if current.state.is_terminal:
+        if current.state.is_terminal or current.state.started is None:
+            # No 'started' and nobody holding the lock: our writer links run files into place
+            # complete, so nothing will ever be appended to this one.
             return True
         if display_status(current) != current.state.status:
             self.derived = current
@@ -130,6 +132,10 @@ def _outcome(tail: Tail) -> int:
     """The exit code, after saying on stderr why the run is not over if it is not."""
     if tail.state.is_terminal:
         return STATUS_EXIT_CODES.get(tail.state.status, ExitCode.NEGATIVE)
+    if tail.state.started is None:
+        click.echo(f"runjournal: error: run {tail.run_id} has no 'started' event and no writer; "
+                   "nothing to follow (see 'runjournal verify')", err=True)
+        return ExitCode.JOURNAL
     if tail.derived is not None:
         reason = display_reason(tail.derived)
         click.echo(f"runjournal: run {tail.run_id}: writer gone ({reason}); the journal is read-only, "

@@ -20,6 +20,10 @@ from journal.fsio import open_regular
 from journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
 
 
+REREAD_ATTEMPTS = 4
+"""How often a bad line is read again before it is reported (see ``RunReader._records``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a read stopped: enough to resume reading (and checking) from there.
@@ -68,6 +72,22 @@ class RunReader:
         return (record.event for record in self)
 
     def _records(self, fd: int) -> Iterator[Record]:
+        # A reconciler may cut a torn tail and append while we read: bytes of the old
+        # fragment (from one pread) and of the new line (from the next) then look like one
+        # corrupt line. Such a line reads clean when read again from the last good line;
+        # real corruption fails the same way every time.
+        failure: tuple[int, str] | None = None
+        for _ in range(REREAD_ATTEMPTS):
+            try:
+                yield from self._records_once(fd)
+                return
+            except CorruptLineError as exc:
+                if failure == (exc.offset, exc.reason):
+                    raise
+                failure = (exc.offset, exc.reason)
+        raise CorruptLineError(str(self.path), self.cursor.line, self.cursor.offset, "the file keeps changing under the reader")
+
+    def _records_once(self, fd: int) -> Iterator[Record]:
         cur = self.cursor
         path = str(self.path)
         for item in iter_raw_lines(fd, cur.offset, cur.line):
