@@ -14,6 +14,7 @@ from cli.errors import UserError
 from cli.output import clean
 from cli.runfiles import unit_log_path
 from journal.events import TERMINAL_TYPES
+from journal.fsio import check_dir
 from journal.reader import Cursor
 from journal.store import JsonlStore
 from projections.fold import fold
@@ -66,6 +67,7 @@ def logs(root: Path, ref: str, step_name: str | None, item: str | None, follow: 
     reader = store.read(run_id)
     state = fold(reader.events())
     units = _select(_units(store, run_id, state), run_id, step_name, item)
+    _refuse_planted_dirs(store, units)
     printer = _Printer(raw, headers=len(units) > 1)
     if not follow or state.is_terminal:
         if not any([printer.drain(unit) for unit in units]):
@@ -84,6 +86,17 @@ def _units(store: JsonlStore, run_id: str, state: RunState) -> list[_Unit]:
         else:
             units.append(_Unit(step.name, None, unit_log_path(log_dir, step.name)))
     return units
+
+
+def _refuse_planted_dirs(store: JsonlStore, units: list[_Unit]) -> None:
+    """Refuse a symlinked (or foreign-owned, world-writable) log directory on the way to any output file.
+
+    ``O_NOFOLLOW`` only guards a path's last component; the directories above it are
+    checked here, so a link planted as ``logs/<run_id>`` cannot make us print another file.
+    """
+    for directory in dict.fromkeys([store.logs_dir, *(unit.path.parent for unit in units)]):
+        if os.path.lexists(directory):
+            check_dir(directory)
 
 
 def _select(units: list[_Unit], run_id: str, step: str | None, item: str | None) -> list[_Unit]:

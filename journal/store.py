@@ -19,6 +19,7 @@ from typing import Protocol
 from journal.codec import GENESIS_HASH, decode_line, encode_line
 from journal.errors import (
     AmbiguousRunIdError,
+    JournalError,
     JournalWriteError,
     RunExistsError,
     RunLockedError,
@@ -122,7 +123,14 @@ class JsonlStore:
         self.check_not_symlinked()
         ensure_private_dir(self.runs_dir)
         tmp = self.runs_dir / f".{started.run_id}.creating-{os.getpid()}"
-        fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        try:
+            fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        except OSError as exc:
+            if isinstance(exc, JournalError):
+                raise
+            raise JournalWriteError(
+                exc.errno or errno.EIO, f"cannot create run {started.run_id} in {self.runs_dir}: {exc.strerror}"
+            ) from None
         try:
             try_flock(fd)
             line, digest = encode_line(started, GENESIS_HASH)

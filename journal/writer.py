@@ -146,7 +146,8 @@ class RunWriter:
         mine = os.fstat(self.fd)
         if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
             return
-        self._refusal = f"{self.path} was {'deleted' if on_disk is None else 'replaced by another file'} under this writer"
+        what = "deleted" if on_disk is None else "replaced by another file"
+        self._refusal = f"{self.path} was {what} under this writer"
         raise JournalWriteError(errno.ESTALE, f"refusing to append: {self._refusal}; nothing more is written to it")
 
     def _write_line(self, line: bytes) -> None:

@@ -31,8 +31,9 @@ def ack(writer: object) -> None:
 def message_for(rng: random.Random, big: float) -> str:
     """Mostly short messages, some over a page, a share ``big`` of hundreds of KB (tearing needs big writes)."""
     roll = rng.random()
-    size = rng.randint(100_000, 300_000) if roll < big else rng.randint(5_000, 20_000) if roll < big + 0.1 else rng.randint(0, 300)
-    return "m" * size
+    if roll < big:
+        return "m" * rng.randint(100_000, 300_000)
+    return "m" * (rng.randint(5_000, 20_000) if roll < big + 0.1 else rng.randint(0, 300))
 
 
 def cmd_writer(args: argparse.Namespace) -> None:
@@ -44,7 +45,8 @@ def cmd_writer(args: argparse.Namespace) -> None:
         if rng.random() < 0.25:
             run.writer.append(Heartbeat)
         else:
-            run.writer.append(StepProgress, step="work", state="started", done=i, total=args.count, message=message_for(rng, args.big))
+            message = message_for(rng, args.big)
+            run.writer.append(StepProgress, step="work", state="started", done=i, total=args.count, message=message)
         ack(run.writer)
     run.succeed()
     ack(run.writer)
@@ -131,6 +133,13 @@ def cmd_reader(args: argparse.Namespace) -> None:
     sys.stdout.write(f"ROUNDS {rounds}\n")
 
 
+def cmd_index(args: argparse.Namespace) -> None:
+    """Bring the history index of the root up to date (the crash-point tests kill this mid-write)."""
+    from projections.index import HistoryIndex  # only this command needs it
+
+    print(HistoryIndex(JsonlStore(args.root)).refresh())
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     """The command line of this script."""
     parser = argparse.ArgumentParser()
@@ -156,6 +165,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     live.add_argument("stop")
     live.add_argument("--pause", type=float, default=0.01)
     live.add_argument("--beat", type=float, default=30.0)
+    sub.add_parser("index").add_argument("root")
     for name in ("reconciler", "reader"):
         p = sub.add_parser(name)
         p.add_argument("root")
@@ -170,6 +180,7 @@ COMMANDS = {
     "live": cmd_live,
     "reconciler": cmd_reconciler,
     "reader": cmd_reader,
+    "index": cmd_index,
 }
 
 if __name__ == "__main__":

@@ -49,6 +49,15 @@ class Case:
     build: Build
     note: str = ""
 
+    @property
+    def started(self) -> bool:
+        """Whether the file holds a whole ``started`` line (so there is a writer to judge)."""
+        return self.name not in NO_STARTED
+
+
+NO_STARTED = {"empty-file", "torn-first-line", "only-nul-bytes"}
+"""Cases whose file holds no whole line at all."""
+
 
 def _ts(second: int) -> datetime:
     return datetime(2026, 1, 1, 0, 0, second, 123456, tzinfo=UTC)
@@ -63,7 +72,8 @@ def base_events(run_id: str = RUN_ID) -> list[Obj]:
                 writer=dead_identity(), heartbeat_interval=30.0),
         StepProgress(**envelope, seq=1, ts=_ts(1), step="build", state="started"),
         Heartbeat(**envelope, seq=2, ts=_ts(2)),
-        StepProgress(**envelope, seq=3, ts=_ts(3), step="build", state="succeeded", exit_code=0, message="ok é€😀"),
+        StepProgress(**envelope, seq=3, ts=_ts(3), step="build", state="succeeded", exit_code=0,
+                     message="ok é€😀"),
         StepProgress(**envelope, seq=4, ts=_ts(4), step="fan", state="started", item="a", item_state="started",
                      done=0, total=2),
         Heartbeat(**envelope, seq=5, ts=_ts(5)),
@@ -103,11 +113,11 @@ def run_file(root: Path, run_id: str = RUN_ID) -> Path:
     return runs / f"{run_id}.jsonl"
 
 
-def lines_case(make: Callable[[], list[bytes]], end: bytes = b"\n", tail: bytes = b"") -> Build:
-    """A build writing ``make()`` joined by ``end`` (each line terminated), then ``tail``."""
+def lines_case(make: Callable[[], list[bytes]], end: bytes = b"\n", tail: bytes = b"", head: bytes = b"") -> Build:
+    """A build writing ``head``, then ``make()`` with each line terminated by ``end``, then ``tail``."""
 
     def build(root: Path) -> None:
-        run_file(root).write_bytes(b"".join(line + end for line in make()) + tail)
+        run_file(root).write_bytes(head + b"".join(line + end for line in make()) + tail)
 
     return build
 
@@ -206,6 +216,7 @@ def _mid_utf8(line: bytes) -> bytes:
     return line[:cut]
 
 
+INTERVAL = b'"heartbeat_interval":30.0'
 GOOD = lambda: chain(base_events())  # noqa: E731 - a tiny factory reads best inline
 
 
@@ -224,9 +235,11 @@ CORPUS: list[Case] = [
     Case("only-nul-bytes", "torn", "torn-tail", lines_case(lambda: [], tail=b"\0" * 8192)),
     # JSON that Python's json would accept
     Case("duplicate-keys", "error", "corrupt", raw_edit_case(2, lambda b: b + b',"seq":2')),
-    Case("nan", "error", "corrupt", raw_edit_case(0, lambda b: b.replace(b'"heartbeat_interval":30.0', b'"heartbeat_interval":NaN'))),
-    Case("infinity", "error", "corrupt", raw_edit_case(0, lambda b: b.replace(b'"heartbeat_interval":30.0', b'"heartbeat_interval":Infinity'))),
-    Case("huge-integer", "error", "corrupt", raw_edit_case(3, lambda b: b.replace(b'"exit_code":0', b'"exit_code":' + b"9" * 5000))),
+    Case("nan", "error", "corrupt", raw_edit_case(0, lambda b: b.replace(INTERVAL, b'"heartbeat_interval":NaN'))),
+    Case("infinity", "error", "corrupt",
+         raw_edit_case(0, lambda b: b.replace(INTERVAL, b'"heartbeat_interval":Infinity'))),
+    Case("huge-integer", "error", "corrupt",
+         raw_edit_case(3, lambda b: b.replace(b'"exit_code":0', b'"exit_code":' + b"9" * 5000))),
     Case("lone-surrogate", "error", "corrupt", raw_edit_case(3, lambda b: b.replace(b'"ok ', b'"\\ud800 '))),
     Case("invalid-utf8-byte", "error", "corrupt", raw_edit_case(3, lambda b: b.replace(b"ok ", b"o\xffk "))),
     Case("overlong-utf8", "error", "corrupt", raw_edit_case(3, lambda b: b.replace(b"ok ", b"o\xc0\xafk "))),
@@ -239,15 +252,20 @@ CORPUS: list[Case] = [
     Case("line-100MB", "error", "corrupt", lambda root: _write_huge(root, True), "generated on the fly"),
     Case("torn-tail-100MB", "torn", "torn-tail", lambda root: _write_huge(root, False), "generated on the fly"),
     # Framing and integrity
-    Case("wrong-hash", "error", "integrity", raw_edit_case(2, lambda b: b[:-5] + (b"0" if b[-5:-4] != b"0" else b"1") + b[-4:], rehash=False)),
-    Case("flipped-digit", "error", "integrity", raw_edit_case(4, lambda b: b.replace(b'"total":2', b'"total":3'), rehash=False)),
+    Case("wrong-hash", "error", "integrity",
+         raw_edit_case(2, lambda b: b[:-5] + (b"0" if b[-5:-4] != b"0" else b"1") + b[-4:], rehash=False)),
+    Case("flipped-digit", "error", "integrity",
+         raw_edit_case(4, lambda b: b.replace(b'"total":2', b'"total":3'), rehash=False)),
     Case("swapped-lines", "error", "integrity", lines_case(lambda: [GOOD()[0], GOOD()[2], GOOD()[1], *GOOD()[3:]])),
-    Case("missing-hash", "error", "corrupt", lines_case(lambda: [*GOOD()[:2], orjson.dumps(base_events()[2]), *GOOD()[3:]])),
-    Case("uppercase-hash", "error", "corrupt", raw_edit_case(1, lambda b: b[:-66] + b[-66:-2].upper() + b[-2:], rehash=False)),
+    Case("missing-hash", "error", "corrupt",
+         lines_case(lambda: [*GOOD()[:2], orjson.dumps(base_events()[2]), *GOOD()[3:]])),
+    Case("uppercase-hash", "error", "corrupt",
+         raw_edit_case(1, lambda b: b[:-66] + b[-66:-2].upper() + b[-2:], rehash=False)),
     Case("crlf", "error", "corrupt", lines_case(GOOD, end=b"\r\n")),
-    Case("bom", "error", "corrupt", lambda root: run_file(root).write_bytes(b"\xef\xbb\xbf" + b"".join(x + b"\n" for x in GOOD()))),
+    Case("bom", "error", "corrupt", lines_case(GOOD, head=b"\xef\xbb\xbf")),
     Case("blank-line-in-middle", "error", "corrupt", lines_case(lambda: [*GOOD()[:3], b"", *GOOD()[3:]])),
-    Case("whitespace-after-line", "error", "corrupt", lines_case(lambda: [*GOOD()[:3], GOOD()[3] + b"  ", *GOOD()[4:]])),
+    Case("whitespace-after-line", "error", "corrupt",
+         lines_case(lambda: [*GOOD()[:3], GOOD()[3] + b"  ", *GOOD()[4:]])),
     # Sequence
     Case("seq-gap", "error", "sequence", objs_case(_set(3, seq=7))),
     Case("seq-duplicate", "error", "sequence", objs_case(_set(3, seq=2))),

@@ -73,7 +73,8 @@ class PowerLossOps(FileOps):
     @classmethod
     def attach(cls, writer: object, rng: random.Random, crash_after: int | None = None) -> PowerLossOps:
         """Put a fresh layer under ``writer`` (a :class:`~journal.writer.RunWriter`) and return it."""
-        ops = cls(synced_size=os.fstat(writer.fd).st_size, rng=rng, crash_after=crash_after)  # type: ignore[attr-defined]
+        size = os.fstat(writer.fd).st_size  # type: ignore[attr-defined]
+        ops = cls(synced_size=size, rng=rng, crash_after=crash_after)
         writer.ops = ops  # type: ignore[attr-defined]
         return ops
 
@@ -150,8 +151,10 @@ class PowerLossOps(FileOps):
         end = 0
         for chunk in self.pending:
             fate = self.rng.choice(("land", "hole", "garble"))
-            piece = chunk if fate == "land" else (b"\0" * len(chunk) if fate == "hole" else self.rng.randbytes(len(chunk)))
-            out += piece
+            if fate == "land":
+                out += chunk
+            else:
+                out += b"\0" * len(chunk) if fate == "hole" else self.rng.randbytes(len(chunk))
             if fate != "hole":
                 end = len(out)
         return bytes(out[:end])

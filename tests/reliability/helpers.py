@@ -83,7 +83,9 @@ def read_chain(path: Path, run_id: str) -> Chain:
                 torn = item
                 break
             assert not isinstance(item, OverlongLine), f"overlong line at {item.offset}"
-            event, digest = decode_line(item.data, cursor.prev_hash, path=str(path), line_no=item.line_no, offset=item.offset)
+            event, digest = decode_line(
+                item.data, cursor.prev_hash, path=str(path), line_no=item.line_no, offset=item.offset
+            )
             check_sequence(event, item, run_id, cursor.seq, str(path))
             entries.append((event.seq, event.type, digest))
             cursor = Cursor(item.end, item.line_no + 1, cursor.seq + 1, digest)
@@ -132,7 +134,8 @@ class CliResult:
 
     def describe(self) -> str:
         """A one-paragraph summary for assertion messages."""
-        return f"runjournal {' '.join(self.args)} -> {self.code}\nstdout: {self.stdout[-800:]!r}\nstderr: {self.stderr[-1500:]!r}"
+        head = f"runjournal {' '.join(self.args)} -> {self.code}"
+        return f"{head}\nstdout: {self.stdout[-800:]!r}\nstderr: {self.stderr[-1500:]!r}"
 
 
 def _limit_memory() -> None:
@@ -140,7 +143,19 @@ def _limit_memory() -> None:
 
 
 _PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_SETPCAP = 1, 2, 8
+
+
+def can_bind_file_modes() -> bool:
+    """Whether :func:`bind_file_modes` can work here: not root, or root allowed to drop capabilities."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    effective = next((line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), "0")
+    return bool(int(effective, 16) & (1 << _CAP_SETPCAP))
 
 
 def bind_file_modes() -> None:

@@ -8,6 +8,7 @@ the child completes without reaching the n-th hit, like SQLite's loops.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from .figures import record
 from .helpers import python_child, quarantine_files, read_chain, run_cli, scale, write_orphan
 
 reconcile = pytest.importorskip("projections.reconcile")
+index = pytest.importorskip("projections.index")
 
 WRITER_EVENTS = scale(12, 60)
 WRITER_LABELS = ("before-write", "after-write", "after-sync")
@@ -48,7 +50,8 @@ def check_writer_crash(root: Path, run_id: str, label: str, acks: list[tuple[int
     hashes = chain.hashes
     assert all(hashes.get(seq) == h for seq, h in acks), f"{label}: an acked event is missing"
     in_flight_written = len(chain.entries) - len(acks)
-    assert in_flight_written == (0 if label == "before-write" else 1), f"{label}: {in_flight_written} unacked events on disk"
+    expected = 0 if label == "before-write" else 1
+    assert in_flight_written == expected, f"{label}: {in_flight_written} unacked events on disk"
     # Killed right after writing `succeeded`: the run did end; otherwise it must be abandoned.
     ended = chain.types[-1] == "succeeded"
     current = reconcile.current_state(store, run_id)
@@ -115,3 +118,42 @@ def test_reconcile_crash_points_leave_a_repairable_journal(tmp_path: Path, label
     assert not list(verify_file(store.path(run_id), run_id))
     record(2, f"crash point {label} ({command})", 0, crashes=1, repaired=1)
 
+
+
+INDEX_LABELS = ("index-shard-written", "index-shard-saved")
+
+
+def _index_root(root: Path) -> JsonlStore:
+    """Forty runs (finished, orphaned, torn) spread over many index shards."""
+    store = JsonlStore(root)
+    for i in range(40):
+        write_orphan(store, f"20260101T{i:06d}000000Z-1dx0", events=2 + i % 3, tail=b'{"torn' if i % 7 == 0 else b"")
+    return store
+
+
+def _summaries(store: JsonlStore) -> list[tuple[str, str]]:
+    return [(s.run_id, s.status) for s in index.HistoryIndex(store, save=False).summaries()]
+
+
+@pytest.mark.parametrize("label", INDEX_LABELS)
+def test_a_crash_in_the_middle_of_the_index_write_loses_nothing(tmp_path: Path, label: str) -> None:
+    """Killed after writing a shard's temp file but before its rename, or between two shard
+    renames, the index still reads, the next refresh gives exactly what a rebuild gives, and
+    every journal verifies."""
+    store = _index_root(tmp_path / "root")
+    crashes = 0
+    for n in (1, 3, 10):
+        shutil.rmtree(store.root / "index", ignore_errors=True)  # every shard has to be written again
+        proc = python_child("index", str(store.root), env={"RUNJOURNAL_CRASH_AT": f"{label}:{n}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == CRASH_EXIT_CODE, err.decode()[-2000:]
+        crashes += 1
+        after_crash = _summaries(store)
+        rebuilt = tmp_path / f"rebuilt-{n}"
+        shutil.copytree(store.runs_dir, rebuilt / "runs")
+        assert after_crash == _summaries(JsonlStore(rebuilt)), f"{label}:{n}: the index disagrees with a rebuild"
+        assert index.HistoryIndex(store).refresh() == 40
+    for run_id in store.run_ids():
+        assert not [p for p in verify_file(store.path(run_id), run_id) if p.kind != "torn-tail"]
+    record(2, f"crash point {label}", 0, crashes=crashes, runs_indexed=40)

@@ -31,7 +31,16 @@ from journal.verify import verify_file
 from journal.writer import FileOps
 
 from .figures import record
-from .helpers import assert_clean_failure, bind_file_modes, dead_identity, python_child, read_chain, run_cli, write_orphan
+from .helpers import (
+    assert_clean_failure,
+    bind_file_modes,
+    can_bind_file_modes,
+    dead_identity,
+    python_child,
+    read_chain,
+    run_cli,
+    write_orphan,
+)
 
 reconcile = pytest.importorskip("projections.reconcile")
 
@@ -210,6 +219,12 @@ def _make_read_only(root: Path) -> None:
         os.chmod(dirpath, 0o500)
 
 
+needs_binding_modes = pytest.mark.skipif(
+    not can_bind_file_modes(), reason="running as root without CAP_SETPCAP: file modes cannot be made to bind"
+)
+
+
+@needs_binding_modes
 def test_a_read_only_journal_still_reads_and_shows_the_derived_status(tmp_path: Path) -> None:
     """On a read-only journal, history, show and verify work, an orphan shows as abandoned?, and no
     byte changes."""
@@ -236,6 +251,7 @@ def test_a_read_only_journal_still_reads_and_shows_the_derived_status(tmp_path: 
     _count("read_only_journal")
 
 
+@needs_binding_modes
 def test_permission_denied_is_a_clear_error(tmp_path: Path) -> None:
     """Starting a run in a directory the user may not write, or reading a run file the user may not
     read, fails with a one-line error naming the path, never a traceback."""

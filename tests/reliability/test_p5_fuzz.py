@@ -12,6 +12,7 @@ import os
 import random
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -70,12 +71,14 @@ def test_arbitrary_bytes_read_as_events_or_a_corrupt_line(data: bytes) -> None:
     read_all(data)
 
 
-_MUTATION = st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "cut"]), st.integers(0, 1 << 20), st.integers(0, 255))
+_MUTATION = st.tuples(
+    st.sampled_from(["flip", "set", "insert", "delete", "cut"]), st.integers(0, 1 << 20), st.integers(0, 255)
+)
 
 
 @FUZZ
 @given(event_streams(run_id=DEFAULT_RUN_ID, max_steps=3, max_items=3), st.lists(_MUTATION, max_size=4))
-def test_mutated_journals_read_as_events_or_a_corrupt_line(stream: list, mutations: list) -> None:  # type: ignore[type-arg]
+def test_mutated_journals_read_as_events_or_a_corrupt_line(stream: list[Any], mutations: list[Any]) -> None:
     """Valid journals with bytes flipped, set, inserted, deleted or cut never raise anything but
     CorruptLineError, and the unmutated journal reads cleanly."""
     COUNTS["mutated_streams"] += 1
@@ -102,12 +105,14 @@ def _hashed(obj: object, prev: str = GENESIS_HASH) -> bytes:
     return body + b',"h":"' + chain_hash(prev, body).encode() + b'"}\n'
 
 
-_ENVELOPE_KEYS = st.sampled_from(["v", "run_id", "seq", "ts", "type", "h", "step", "state", "writer", "steps", "reason"])
+_ENVELOPE_KEYS = st.sampled_from(
+    ["v", "run_id", "seq", "ts", "type", "h", "step", "state", "writer", "steps", "reason"]
+)
 
 
 @FUZZ
 @given(st.dictionaries(_ENVELOPE_KEYS | st.text(max_size=5), json_values(), max_size=8))
-def test_arbitrary_json_objects_with_valid_hashes_are_events_or_corrupt(obj: dict) -> None:  # type: ignore[type-arg]
+def test_arbitrary_json_objects_with_valid_hashes_are_events_or_corrupt(obj: dict[str, Any]) -> None:
     """An arbitrary JSON object framed with a valid hash passes the chain and then must be a valid
     event or a CorruptLineError, whatever its fields hold."""
     COUNTS["json_objects"] += 1

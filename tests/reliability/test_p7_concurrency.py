@@ -60,6 +60,25 @@ def _read_history_meanwhile(store: JsonlStore, workers: list[subprocess.Popen[by
     return reads
 
 
+def _tagged(outputs: list[tuple[bytes, bytes]], tag: str) -> list[str]:
+    """The words after ``tag`` on the workers' stdout lines that start with it."""
+    return [line.split(" ", 1)[1] for out, _ in outputs for line in out.decode().splitlines() if line.startswith(tag)]
+
+
+def _check_every_orphan(store: JsonlStore, orphans: dict[str, bool], killed_run: str) -> None:
+    """Every orphan has exactly one `abandoned` (one quarantine file if torn); every journal verifies."""
+    list(history.run_states(store))  # the orphans made after the last reconciler round
+    for run_id, torn in orphans.items():
+        chain = read_chain(store.path(run_id), run_id)
+        assert chain.types.count("abandoned") == 1 and chain.types[-1] == "abandoned", (run_id, chain.types)
+        assert len(quarantine_files(store, run_id)) == (1 if torn else 0), run_id
+    if store.exists(killed_run):
+        types = read_chain(store.path(killed_run), killed_run).types
+        assert types.count("abandoned") + types.count("succeeded") == 1, types
+    bad = [str(p) for run_id in store.run_ids() for p in verify_file(store.path(run_id), run_id)]
+    assert not bad, bad
+
+
 @pytest.mark.slow
 def test_reconcilers_readers_and_a_live_writer_share_a_root(tmp_path: Path) -> None:
     """No live run abandoned, every orphan abandoned exactly once, every journal verifies."""
@@ -69,8 +88,9 @@ def test_reconcilers_readers_and_a_live_writer_share_a_root(tmp_path: Path) -> N
     stop = tmp_path / "stop-live-writer"
     live = python_child("live", str(store.root), LIVE, str(stop), "--pause", "0.005", stdout=subprocess.PIPE)
     wait_for(lambda: store.exists(LIVE), 20, "the live writer to create its run")
-    workers = [python_child(kind, str(store.root), "--seconds", str(SECONDS), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-               for kind in ["reconciler"] * RECONCILERS + ["reader"] * READERS]
+    kinds = ["reconciler"] * RECONCILERS + ["reader"] * READERS
+    workers = [python_child(kind, str(store.root), "--seconds", str(SECONDS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE) for kind in kinds]
     cli_reads = _read_history_meanwhile(store, workers)
     while any(w.poll() is None for w in workers):
         run_id, torn = _new_orphan(store, len(orphans))  # fresh orphans for the reconcilers to race on
@@ -84,27 +104,16 @@ def test_reconcilers_readers_and_a_live_writer_share_a_root(tmp_path: Path) -> N
     live.communicate(timeout=30)
     assert live.returncode == 0
 
-    abandoned_by = [line.split()[1] for out, _ in outputs for line in out.decode().splitlines() if line.startswith("ABANDONED")]
-    problems = [line for out, _ in outputs for line in out.decode().splitlines() if line.startswith("PROBLEM")]
-    assert not problems, problems
-    assert not cli_reads.failures, cli_reads.failures[:3]
+    abandoned_by = _tagged(outputs, "ABANDONED")
+    assert not _tagged(outputs, "PROBLEM") and not cli_reads.failures, cli_reads.failures[:3]
     assert LIVE not in abandoned_by and len(abandoned_by) == len(set(abandoned_by))
     live_chain = read_chain(store.path(LIVE), LIVE)
     assert "abandoned" not in live_chain.types and live_chain.types[-1] == "succeeded"
-
-    list(history.run_states(store))  # the orphans made after the last reconciler round
-    for run_id, torn in orphans.items():
-        chain = read_chain(store.path(run_id), run_id)
-        assert chain.types.count("abandoned") == 1 and chain.types[-1] == "abandoned", (run_id, chain.types)
-        assert len(quarantine_files(store, run_id)) == (1 if torn else 0), run_id
-    killed_types = read_chain(store.path(killed.run_id), killed.run_id).types if store.exists(killed.run_id) else ["abandoned"]
-    assert killed_types.count("abandoned") + killed_types.count("succeeded") == 1
-    bad = [str(p) for run_id in store.run_ids() for p in verify_file(store.path(run_id), run_id)]
-    assert not bad, bad
-    rounds = sum(int(line.split()[1]) for out, _ in outputs for line in out.decode().splitlines() if line.startswith("ROUNDS"))
+    _check_every_orphan(store, orphans, killed.run_id)
     record(
-        7, "10 reconcilers + readers + live writer", 0, seconds=SECONDS, reconcilers=RECONCILERS, readers=READERS + 1,
-        orphans=len(orphans) + 1, abandoned_by_reconcilers=len(abandoned_by), torn_orphans=sum(orphans.values()), reconcile_and_read_rounds=rounds,
-        cli_history_reads=cli_reads.count, live_events=len(live_chain.entries), live_abandoned=0, double_abandoned=0,
-        corrupt_lines=0,
+        7, "10 reconcilers + readers + live writer", 0, seconds=SECONDS, reconcilers=RECONCILERS,
+        readers=READERS + 1, orphans=len(orphans) + 1, abandoned_by_reconcilers=len(abandoned_by),
+        torn_orphans=sum(orphans.values()), reconcile_and_read_rounds=sum(int(n) for n in _tagged(outputs, "ROUNDS")),
+        cli_history_reads=cli_reads.count, live_events=len(live_chain.entries), live_abandoned=0,
+        double_abandoned=0, corrupt_lines=0,
     )
