@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import queue
 import shutil
 import subprocess
@@ -17,7 +16,16 @@ from pathlib import Path
 import orjson
 
 from benchmarks import baselines, fixtures
-from benchmarks.measure import REPO, Series, child_env, cli_argv, repeat, run_child, time_child
+from benchmarks.measure import (
+    REPO,
+    Series,
+    call_member,
+    child_env,
+    child_member,
+    cli_argv,
+    interleave,
+    run_child,
+)
 from journal.codec import GENESIS_HASH, encode_line
 from journal.events import Heartbeat, StepProgress
 from journal.run import start_run
@@ -51,9 +59,9 @@ class Config:
         """Full sizes (the issue's), or ``quick`` ones for a smoke test under a minute."""
         if not quick:
             return cls(False, work, log=log)
-        return cls(True, work, small_runs=500, large_runs=2_000, orphans=5, big_run_events=20_000,
-                   durable_events=100, heartbeat_events=5_000, startup_repeats=5, follow_samples=20,
-                   repeats=3, budget=1.5, log=log)
+        return cls(True, work, small_runs=500, large_runs=2_000, orphans=5, big_run_events=10_000,
+                   durable_events=50, heartbeat_events=3_000, startup_repeats=5, follow_samples=20,
+                   repeats=3, budget=1.0, log=log)
 
 
 @dataclass
@@ -100,109 +108,97 @@ def cli(root: Path, *args: str) -> list[str]:
 # ---- history -------------------------------------------------------------------------------
 
 
-def naive_series(cfg: Config, root: Path) -> Series:
+def _naive_argv(root: Path) -> list[str]:
     """The naive full scan as a whole process (start-up included, like the CLI)."""
-    argv = [PY, str(REPO / "benchmarks" / "baselines.py"), "naive", str(root)]
-    return time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+    return [PY, str(REPO / "benchmarks" / "baselines.py"), "naive", str(root)]
 
 
-def history_rows(cfg: Config, fx: fixtures.Fixture, naive: Series, *, ratio_goal: float,
+def history_rows(cfg: Config, fx: fixtures.Fixture, *, ratio_goal: float,
                  wall_goal: float | None) -> tuple[list[Row], Series | None]:
-    """``history --json`` with a warm index, the lean index-only process, and sqlite, against the naive scan."""
+    """``history --json`` (warm index), the index-only process and sqlite, interleaved with the naive scan."""
     label = f"{fx.runs:,} runs x {fx.events_per_run} events"
-    rows: list[Row] = []
     goal = f"<= {ratio_goal}x naive" + (f", <= {wall_goal * 1000:.0f} ms" if wall_goal else "")
-    warm: Series | None = None
+    env = child_env()
+    members = {"naive": child_member(_naive_argv(fx.root), env)}
     missing = command_available("history")
+    if not missing:
+        members["cli"] = child_member(cli(fx.root, "history", "--json"), env)
+    lean_argv = [PY, str(REPO / "benchmarks" / "lean_history.py"), str(fx.root)]
+    members["lean"] = child_member(lean_argv, env)
+    members["sqlite"] = child_member(_sqlite_history_argv(cfg, fx), env)
+    for name in ("cli", "lean"):  # warm the index (and let the CLI reconcile any orphans)
+        if name in members:
+            members[name]()
+    series = interleave(members, times=cfg.repeats, budget=cfg.budget * 2)
+    naive = series["naive"]
+    rows = []
     if missing:
         rows.append(Row(f"history --json, {label}, warm", goal, skipped=missing))
     else:
-        argv = cli(fx.root, "history", "--json")
-        run_child(argv, env=child_env())  # warm the index (and reconcile any orphans)
-        warm = time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
-        row = _ratio_row(f"history --json, {label}, warm", goal, warm, "naive full scan", naive, ratio_goal)
-        if wall_goal is not None:
-            row.checks.append((f"<= {wall_goal * 1000:.0f} ms", warm.median <= wall_goal))
+        rows.append(_history_row(f"history --json, {label}, warm", goal, series["cli"], naive, ratio_goal, wall_goal))
         if not (fx.root / INDEX_DIR).exists():
-            row.note = "the CLI does not use the index yet (no <root>/index after the call)"
-        rows.append(row)
-    lean_argv = [PY, str(REPO / "benchmarks" / "lean_history.py"), str(fx.root)]
-    run_child(lean_argv, env=child_env())
-    lean = time_child(lean_argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
-    lean_row = _ratio_row(f"index-only history process, {label}", goal, lean, "naive full scan", naive, ratio_goal)
+            rows[-1].note += "; the CLI does not use the index yet (no <root>/index after the call)"
+    lean = _history_row(f"index-only history process, {label}", goal, series["lean"], naive, ratio_goal, wall_goal)
+    lean.note = (f"{lean.note}; " if lean.note else "") + (
+        "benchmarks/lean_history.py: HistoryIndex summaries -> JSON, no pydantic (what history could be)")
+    sqlite = _ratio_row(f"sqlite3 latest status per run, {label}", "(baseline)", series["sqlite"],
+                        "naive full scan", naive, None)
+    sqlite.note = "the tool a user might pick instead: events table, WAL, index on (run_id, seq, status)"
+    return [*rows, lean, sqlite], series.get("cli")
+
+
+def _history_row(case: str, goal: str, measured: Series, naive: Series, ratio_goal: float,
+                 wall_goal: float | None) -> Row:
+    row = _ratio_row(case, goal, measured, "naive full scan", naive, ratio_goal)
     if wall_goal is not None:
-        lean_row.checks.append((f"<= {wall_goal * 1000:.0f} ms", lean.median <= wall_goal))
-    lean_row.note = "benchmarks/lean_history.py: HistoryIndex summaries -> JSON, no pydantic (what history could be)"
-    rows.append(lean_row)
-    rows.append(_sqlite_history_row(cfg, fx, naive, label))
-    return rows, warm
+        row.checks.append((f"<= {wall_goal * 1000:.0f} ms", measured.median <= wall_goal))
+    row.note = f"peak RSS {max(measured.rss_kb) / 1024:.0f} MB" if measured.rss_kb else ""
+    return row
 
 
-def _sqlite_history_row(cfg: Config, fx: fixtures.Fixture, naive: Series, label: str) -> Row:
+def _sqlite_history_argv(cfg: Config, fx: fixtures.Fixture) -> list[str]:
     db_path = cfg.work / f"history-{fx.runs}.sqlite"
     db = baselines.sqlite_connect(db_path)
     baselines.sqlite_load(db, fx.runs_dir)
     db.close()
-    argv = [PY, str(REPO / "benchmarks" / "baselines.py"), "sqlite-history", str(db_path)]
-    series = time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
-    row = _ratio_row(f"sqlite3 latest status per run, {label}", "(baseline)", series, "naive full scan", naive, None)
-    row.note = "the tool a user might pick instead: events table, WAL, index on (run_id, seq, status)"
-    return row
+    return [PY, str(REPO / "benchmarks" / "baselines.py"), "sqlite-history", str(db_path)]
 
 
 def rebuild_row(cfg: Config, fx: fixtures.Fixture) -> list[Row]:
-    """Index rebuild from nothing, in-process, against the naive scan in-process."""
+    """Index rebuild from nothing, in-process, interleaved with the naive scan in-process."""
     store = JsonlStore(fx.root)
-    naive = repeat(lambda: baselines.naive_history(fx.runs_dir) and None, times=cfg.repeats, budget=cfg.budget)
 
-    def drop_index() -> None:
+    def rebuild() -> None:
         shutil.rmtree(fx.root / INDEX_DIR, ignore_errors=True)
+        start = time.perf_counter()
+        HistoryIndex(store).refresh()
+        return time.perf_counter() - start  # type: ignore[return-value]
 
-    rebuild = repeat(lambda: HistoryIndex(store).refresh() and None, times=cfg.repeats, budget=cfg.budget,
-                     setup=drop_index)
+    series = interleave({"naive": call_member(lambda: baselines.naive_history(fx.runs_dir) and None),
+                         "rebuild": call_member(rebuild)}, times=cfg.repeats, budget=cfg.budget)
     label = f"index rebuild from nothing, {fx.runs:,} runs (in-process)"
-    rows = [_ratio_row(label, "<= 1.5x naive", rebuild, "naive full scan (in-process)", naive, 1.5)]
-    rows[0].note = "strict reads: hash chain, seq and run_id checked on every line; index written"
-    fast = _with_fastread(lambda: repeat(lambda: HistoryIndex(store).refresh() and None, times=cfg.repeats,
-                                         budget=cfg.budget, setup=drop_index))
-    if fast is not None:
-        row = _ratio_row(label.replace("(in-process)", "with journal.fastread"), "<= 1.5x naive", fast,
-                         "naive full scan (in-process)", naive, 1.5)
-        row.note = "same, with RunReader decoding through journal.fastread (not wired in yet)"
-        rows.append(row)
-    return rows
+    row = _ratio_row(label, "<= 1.5x naive", series["rebuild"], "naive full scan (in-process)", series["naive"], 1.5)
+    row.note = "strict reads: hash chain, seq and run_id checked on every line; index written"
+    return [row]
 
 
-def _with_fastread(fn: Callable[[], Series]) -> Series | None:
-    """Run ``fn`` with the reader decoding through :mod:`journal.fastread`, if it exists."""
-    if importlib.util.find_spec("journal.fastread") is None:
-        return None
-    import journal.fastread
-    import journal.reader
-
-    original = journal.reader.decode_line
-    journal.reader.decode_line = journal.fastread.decode_line  # type: ignore[assignment]
-    try:
-        return fn()
-    finally:
-        journal.reader.decode_line = original
-
-
-def reconcile_row(cfg: Config, fx: fixtures.Fixture, warm: Series | None) -> Row:
-    """``history`` on a store where some runs' writers died since the last call."""
+def reconcile_row(cfg: Config, fx: fixtures.Fixture) -> Row:
+    """``history`` on a store where some runs' writers died since the last call, next to the call after it."""
     label = f"reconcile-on-read: history --json, {fx.runs:,} runs, {len(fx.orphan_ids)} orphaned"
     missing = command_available("history")
     if missing:
         return Row(label, "<= 1 s", skipped=missing)
     argv = cli(fx.root, "history", "--json")
-    series = time_child(argv, times=cfg.repeats, budget=cfg.budget, env=child_env(),
+    run = child_member(argv, child_env())
+    series = interleave({"orphans": run, "after": run}, times=cfg.repeats, budget=cfg.budget,
                         setup=lambda: fixtures.reset_orphans(fx))
     status = orjson.loads(run_child(argv, env=child_env(), capture=True).stdout)
-    abandoned = sum(1 for r in status if r["run_id"] in set(fx.orphan_ids) and r["status"] == "abandoned")
-    row = Row(label, "<= 1 s", series, "history --json, same store, no orphans", warm,
-              None if warm is None else series.median / warm.median)
-    row.checks.append(("<= 1 s", series.median <= 1.0))
-    row.note = f"{abandoned}/{len(fx.orphan_ids)} orphans shown abandoned after the last call"
+    orphans = set(fx.orphan_ids)
+    abandoned = sum(1 for r in status if r["run_id"] in orphans and r["status"] == "abandoned")
+    row = Row(label, "<= 1 s", series["orphans"], "the next history call (nothing left to reconcile)",
+              series["after"], series["orphans"].median / series["after"].median)
+    row.checks.append(("<= 1 s", series["orphans"].median <= 1.0))
+    row.note = f"{abandoned}/{len(orphans)} orphans shown abandoned after the last call"
     return row
 
 
@@ -218,25 +214,28 @@ def _ratio_row(case: str, goal: str, measured: Series, base_name: str, base: Ser
 
 
 def append_rows(cfg: Config) -> list[Row]:
-    """Durable (fdatasync'ed) and unsynced appends through the API against raw loops and sqlite."""
+    """Durable (fdatasync'ed) and unsynced appends through the API against raw loops and sqlite, interleaved."""
     directory = cfg.work / "append"
     directory.mkdir(exist_ok=True)
-    durable, heart = _api_appends(cfg, directory)
     lines = _sample_lines(cfg.durable_events, progress=True)
-    raw_sync = repeat(lambda: baselines.raw_append(directory / "raw-sync", lines, sync=True), times=cfg.repeats,
-                      budget=cfg.budget)
-    sqlite = repeat(lambda: _sqlite_per_event(directory, lines), times=cfg.repeats, budget=cfg.budget)
     beats = _sample_lines(cfg.heartbeat_events, progress=False)
-    raw = repeat(lambda: baselines.raw_append(directory / "raw", beats, sync=False), times=cfg.repeats,
-                 budget=cfg.budget)
-    for series in (durable, heart, raw_sync, sqlite, raw):
+    durable = interleave({
+        "api": call_member(lambda: _api_append(cfg, directory, durable=True)),
+        "raw": call_member(lambda: baselines.raw_append(directory / "raw-sync", lines, sync=True)),
+        "sqlite": call_member(lambda: _sqlite_per_event(directory, lines)),
+    }, times=cfg.repeats, budget=cfg.budget)
+    unsynced = interleave({
+        "api": call_member(lambda: _api_append(cfg, directory, durable=False)),
+        "raw": call_member(lambda: baselines.raw_append(directory / "raw", beats, sync=False)),
+    }, times=cfg.repeats, budget=cfg.budget)
+    for series in (*durable.values(), *unsynced.values()):
         series.unit = "s/event"
-    rows = [
-        _speed_row("durable append via API (step-progress, fdatasync each)", durable, "raw os.write+fdatasync", raw_sync, 0.8),
-        _speed_row("durable append via API (step-progress, fdatasync each)", durable, "sqlite3 commit per event (WAL, FULL)", sqlite, 1.0),
-        _speed_row("unsynced append via API (heartbeats)", heart, "raw os.write loop", raw, 0.1),
+    synced = "durable append via API (step-progress, fdatasync each)"
+    return [
+        _speed_row(synced, durable["api"], "raw os.write+fdatasync", durable["raw"], 0.8),
+        _speed_row(synced, durable["api"], "sqlite3 commit per event (WAL, FULL)", durable["sqlite"], 1.0),
+        _speed_row("unsynced append via API (heartbeats)", unsynced["api"], "raw os.write loop", unsynced["raw"], 0.1),
     ]
-    return rows
 
 
 def _speed_row(case: str, measured: Series, base_name: str, base: Series, min_speed: float) -> Row:
@@ -246,23 +245,17 @@ def _speed_row(case: str, measured: Series, base_name: str, base: Series, min_sp
                [(f">= {min_speed}x", ratio >= min_speed)])
 
 
-def _api_appends(cfg: Config, directory: Path) -> tuple[Series, Series]:
-    def durable() -> float:
-        with start_run("bench", steps=["s"], root=directory / "api", durability="state") as run:
-            start = time.perf_counter()
-            for i in range(cfg.durable_events):
-                run.item_started("s", f"item-{i}", done=i, total=cfg.durable_events)
-            return (time.perf_counter() - start) / cfg.durable_events
-
-    def heartbeats() -> float:
-        with start_run("bench", steps=["s"], root=directory / "api", durability="state") as run:
-            start = time.perf_counter()
-            for _ in range(cfg.heartbeat_events):
+def _api_append(cfg: Config, directory: Path, *, durable: bool) -> float:
+    """Seconds per event through ``journal.run``: step progress (fdatasync'ed) or heartbeats (not)."""
+    count = cfg.durable_events if durable else cfg.heartbeat_events
+    with start_run("bench", steps=["s"], root=directory / "api", durability="state") as run:
+        start = time.perf_counter()
+        for i in range(count):
+            if durable:
+                run.item_started("s", f"item-{i}", done=i, total=count)
+            else:
                 run.heartbeat()
-            return (time.perf_counter() - start) / cfg.heartbeat_events
-
-    return (repeat(durable, times=cfg.repeats, budget=cfg.budget),
-            repeat(heartbeats, times=cfg.repeats, budget=cfg.budget))
+        return (time.perf_counter() - start) / count
 
 
 def _sample_lines(count: int, *, progress: bool) -> list[bytes]:
@@ -298,26 +291,28 @@ def _sqlite_per_event(directory: Path, lines: list[bytes]) -> float:
 
 
 def big_run_rows(cfg: Config) -> list[Row]:
-    """``show --json`` and ``replay --json`` on one very long run, against lines + orjson.loads."""
+    """``show --json`` and ``replay --json`` on one very long run, interleaved with lines + orjson.loads."""
     root = cfg.work / "big"
     cfg.log(f"  writing a run of {cfg.big_run_events:,} events")
     run_id = fixtures.build_big_run(root, cfg.big_run_events)
     path = root / "runs" / f"{run_id}.jsonl"
-    base_argv = [PY, str(REPO / "benchmarks" / "baselines.py"), "lines", str(path)]
-    base = time_child(base_argv, times=cfg.repeats, budget=cfg.budget, env=child_env())
+    env = child_env()
+    members = {"lines": child_member([PY, str(REPO / "benchmarks" / "baselines.py"), "lines", str(path)], env)}
+    missing = {command: command_available(command) for command in ("show", "replay")}
+    for command, why in missing.items():
+        if why is None:
+            members[command] = child_member(cli(root, command, run_id, "--json"), env)
+    series = interleave(members, times=cfg.repeats, budget=cfg.budget * 2)
     rows = []
-    for command in ("show", "replay"):
+    for command, why in missing.items():
         label = f"{command} --json, one run of {cfg.big_run_events:,} events"
         goal = ">= 0.5x lines+orjson, peak RSS <= 150 MB"
-        missing = command_available(command)
-        if missing:
-            rows.append(Row(label, goal, skipped=missing))
+        if why is not None:
+            rows.append(Row(label, goal, skipped=why))
             continue
-        series = time_child(cli(root, command, run_id, "--json"), times=cfg.repeats, budget=cfg.budget,
-                            env=child_env())
-        ratio = base.median / series.median
-        rss = max(series.rss_kb) / 1024
-        rows.append(Row(label, goal, series, "read lines + orjson.loads", base, ratio,
+        ratio = series["lines"].median / series[command].median
+        rss = max(series[command].rss_kb) / 1024
+        rows.append(Row(label, goal, series[command], "read lines + orjson.loads", series["lines"], ratio,
                         [(">= 0.5x", ratio >= 0.5), ("<= 150 MB", rss <= 150)], note=f"peak RSS {rss:.0f} MB"))
     return rows
 
@@ -326,19 +321,24 @@ def big_run_rows(cfg: Config) -> list[Row]:
 
 
 def startup_rows(cfg: Config) -> list[Row]:
-    """``runjournal --version`` and ``history`` on an empty root against ``python -c 'import click'``."""
+    """``runjournal --version`` and ``history`` on an empty root, interleaved with ``python -c 'import click'``."""
     empty = cfg.work / "empty-root"
     empty.mkdir(mode=0o700, exist_ok=True)
-    base = time_child([PY, "-c", "import click"], times=cfg.startup_repeats, budget=cfg.budget, env=child_env())
-    version = time_child([*cli_argv(), "--version"], times=cfg.startup_repeats, budget=cfg.budget, env=child_env())
-    rows = [_ratio_row("runjournal --version", "<= 1.3x import click", version, "python -c 'import click'", base, 1.3)]
+    env = child_env()
+    members = {"click": child_member([PY, "-c", "import click"], env, rss=False),
+               "version": child_member([*cli_argv(), "--version"], env, rss=False)}
     missing = command_available("history")
+    if not missing:
+        members["history"] = child_member(cli(empty, "history"), env, rss=False)
+    series = interleave(members, times=cfg.startup_repeats, budget=cfg.budget)
+    base = series["click"]
+    rows = [_ratio_row("runjournal --version", "<= 1.3x import click", series["version"],
+                       "python -c 'import click'", base, 1.3)]
     if missing:
         rows.append(Row("history on an empty root", "<= 2x import click", skipped=missing))
     else:
-        hist = time_child(cli(empty, "history"), times=cfg.startup_repeats, budget=cfg.budget, env=child_env())
-        rows.append(_ratio_row("history on an empty root", "<= 2x import click", hist, "python -c 'import click'",
-                               base, 2.0))
+        rows.append(_ratio_row("history on an empty root", "<= 2x import click", series["history"],
+                               "python -c 'import click'", base, 2.0))
     return rows
 
 
@@ -421,8 +421,3 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def os_same_disk(path: Path) -> bool:
-    """Whether ``path`` is on the same filesystem as the repository."""
-    return os.stat(path).st_dev == os.stat(REPO).st_dev

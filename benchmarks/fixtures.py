@@ -219,7 +219,7 @@ def build_big_run(root: Path, events: int, *, items: int = 1000) -> str:
     prev = GENESIS_HASH
     chunk: list[bytes] = []
     with open(runs_dir / f"{run_id}.jsonl", "wb") as file:
-        for seq, event in enumerate(_big_run_events(run_id, start, steps, events, items, every)):
+        for event in _big_run_events(run_id, start, steps, events, items, every):
             line, prev = encode_line(event, prev)
             chunk.append(line)
             if len(chunk) >= 10_000:
@@ -235,7 +235,8 @@ def _big_run_events(run_id: str, start: datetime, steps: list[PlannedStep], even
     ts = start
     yield Started(run_id=run_id, seq=0, ts=ts, workflow="big", steps=steps, writer=identity(), heartbeat_interval=30.0)
     seq = 1
-    work = [(f"item-{i}", state, i + (state == "succeeded")) for i in range(items) for state in ("started", "succeeded")]
+    work = [(f"item-{i}", state, i + (state == "succeeded"))
+            for i in range(items) for state in ("started", "succeeded")]
     progress = iter(work)
     while seq < events - 1:
         ts = start + timedelta(milliseconds=seq)

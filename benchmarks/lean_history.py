@@ -50,17 +50,23 @@ class DirectoryStore:
 
 
 def main() -> None:
-    """Print every run's summary as one JSON array, newest first."""
+    """Print every run's summary as one JSON array, newest first, streamed in chunks of 1,000."""
     store = DirectoryStore(sys.argv[1])
     runs_dir = str(store.runs_dir) + os.sep
     out = sys.stdout.buffer
-    out.write(b"[")
+    chunk: list[dict[str, object]] = []
     first = True
+    out.write(b"[")
     for summary in HistoryIndex(store).summaries():  # type: ignore[arg-type]
         obj = summary.to_json()
         obj["path"] = runs_dir + summary.run_id + ".jsonl"
-        out.write((b"" if first else b",") + orjson.dumps(obj))
-        first = False
+        chunk.append(obj)
+        if len(chunk) == 1000:
+            out.write((b"" if first else b",") + orjson.dumps(chunk)[1:-1])
+            chunk.clear()
+            first = False
+    if chunk:
+        out.write((b"" if first else b",") + orjson.dumps(chunk)[1:-1])
     out.write(b"]\n")
 
 

@@ -7,6 +7,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,27 +45,6 @@ class Series:
         return out
 
 
-def repeat(fn: Callable[[], float | None], *, times: int, budget: float, setup: Callable[[], None] | None = None) -> Series:
-    """Call ``fn`` up to ``times`` times (at least once), stopping early once ``budget`` seconds are spent.
-
-    ``fn`` returns its own measurement, or None to be timed from outside. ``setup`` runs
-    untimed before each call.
-    """
-    series = Series()
-    spent = 0.0
-    for _ in range(times):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        value = fn()
-        elapsed = time.perf_counter() - start
-        series.values.append(elapsed if value is None else value)
-        spent += elapsed
-        if spent > budget:
-            break
-    return series
-
-
 @dataclass(frozen=True)
 class ChildResult:
     """What one child process did: exit status, wall time, peak RSS, and its output."""
@@ -76,38 +56,42 @@ class ChildResult:
     stderr: bytes
 
 
-def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, capture: bool = False) -> ChildResult:
-    """Run ``argv`` to completion; wall time from spawn to reap, peak RSS from ``wait4``."""
+GNU_TIME = "/usr/bin/time"
+
+
+def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, capture: bool = False,
+              rss: bool = False) -> ChildResult:
+    """Run ``argv`` to completion: wall time from spawn to reap, and with ``rss`` its peak RSS.
+
+    The peak RSS comes from GNU time, which forks the command from its own small process:
+    ``wait4``'s ``ru_maxrss`` of our own child would count the pages it shared with this
+    (large) benchmark process before ``exec``. 0 when GNU time is not installed.
+    """
     out = subprocess.PIPE if capture else subprocess.DEVNULL
+    rss_file = None
+    if rss and os.path.exists(GNU_TIME):
+        fd, rss_file = tempfile.mkstemp(prefix="rss-")
+        os.close(fd)
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file, *argv]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
-    stdout, stderr = b"", b""
-    if capture:
-        stdout = proc.stdout.read()  # type: ignore[union-attr]
+    stdout = proc.stdout.read() if capture else b""  # type: ignore[union-attr]
     stderr = proc.stderr.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return ChildResult(proc.returncode, seconds, usage.ru_maxrss, stdout, stderr)
+    return ChildResult(proc.returncode, seconds, _read_rss(rss_file), stdout, stderr)
 
 
-def time_child(argv: Sequence[str], *, times: int, budget: float, setup: Callable[[], None] | None = None,
-               env: dict[str, str] | None = None) -> Series:
-    """Wall time and peak RSS of ``argv`` over repeated runs; raises if the child fails."""
-    series = Series()
-    spent = 0.0
-    for _ in range(times):
-        if setup is not None:
-            setup()
-        result = run_child(argv, env=env)
-        if result.returncode not in (0, 1, 4, 5):
-            raise ChildFailed(argv, result)
-        series.values.append(result.seconds)
-        series.rss_kb.append(result.rss_kb)
-        spent += result.seconds
-        if spent > budget:
-            break
-    return series
+def _read_rss(path: str | None) -> int:
+    if path is None:
+        return 0
+    try:
+        lines = Path(path).read_text().split()
+        return int(lines[-1]) if lines else 0
+    except (OSError, ValueError):
+        return 0
+    finally:
+        os.unlink(path)
 
 
 class ChildFailed(RuntimeError):
@@ -133,3 +117,53 @@ def child_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["NO_COLOR"] = "1"
     return env
+
+
+Member = Callable[[], "tuple[float, int | None]"]
+"""One thing measured in rounds: returns (value, peak RSS in KB or None)."""
+
+
+def interleave(members: dict[str, Member], *, times: int, budget: float,
+               setup: Callable[[], None] | None = None) -> dict[str, Series]:
+    """Measure every member once per round, round after round, so a case and its baseline see the same load.
+
+    A shared machine drifts (other jobs start and stop); alternating keeps the ratio of two
+    series honest even when both move. Stops after ``times`` rounds or once a round ends
+    past ``budget`` seconds in total (at least one round).
+    """
+    series = {name: Series() for name in members}
+    start = time.perf_counter()
+    for _ in range(times):
+        if setup is not None:
+            setup()
+        for name, member in members.items():
+            value, rss = member()
+            series[name].values.append(value)
+            if rss is not None:
+                series[name].rss_kb.append(rss)
+        if time.perf_counter() - start > budget:
+            break
+    return series
+
+
+def child_member(argv: Sequence[str], env: dict[str, str] | None = None, *, rss: bool = True) -> Member:
+    """A member that runs ``argv`` (wall time, peak RSS); raises :class:`ChildFailed` on an error exit."""
+
+    def run() -> tuple[float, int | None]:
+        result = run_child(argv, env=env, rss=rss)
+        if result.returncode not in (0, 1, 4, 5):
+            raise ChildFailed(argv, result)
+        return result.seconds, (result.rss_kb or None)
+
+    return run
+
+
+def call_member(fn: Callable[[], float | None]) -> Member:
+    """A member that calls ``fn`` (its own measurement, or wall time if it returns None)."""
+
+    def run() -> tuple[float, int | None]:
+        start = time.perf_counter()
+        value = fn()
+        return (time.perf_counter() - start if value is None else value), None
+
+    return run

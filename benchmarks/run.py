@@ -86,21 +86,19 @@ def run_groups(cfg: Config, only: set[str]) -> list[Row]:
     if "rebuild" in only and small is not None:
         rows += _timed("index rebuild", lambda: cases.rebuild_row(cfg, small))
     if only & {"history", "reconcile"} and small is not None:
-        naive = _timed("naive scan (small)", lambda: cases.naive_series(cfg, small.root))
         history, warm = _timed("history (small)", lambda: cases.history_rows(
-            cfg, small, naive, ratio_goal=0.25, wall_goal=0.150))
+            cfg, small, ratio_goal=0.25, wall_goal=0.150))
         rows += history if "history" in only else []
     if "history" in only:
         large = _timed(f"fixture: {cfg.large_runs:,} runs", lambda: fixtures.build(
             cfg.work / "large", cfg.large_runs, cfg.events_per_run))
-        naive_large = _timed("naive scan (large)", lambda: cases.naive_series(cfg, large.root))
         history_large, warm_large = _timed("history (large)", lambda: cases.history_rows(
-            cfg, large, naive_large, ratio_goal=0.05, wall_goal=None))
+            cfg, large, ratio_goal=0.05, wall_goal=None))
         rows += history_large
         if warm is not None and warm_large is not None:
             rows.append(_growth_row(cfg, warm, warm_large))
     if "reconcile" in only and small is not None:
-        rows.append(_timed("reconcile on read", lambda: cases.reconcile_row(cfg, small, warm)))
+        rows.append(_timed("reconcile on read", lambda: cases.reconcile_row(cfg, small)))
     for group, label, fn in _simple_groups():
         if group in only:
             rows += _timed(label, lambda fn=fn: fn(cfg))

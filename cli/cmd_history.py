@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -12,12 +12,12 @@ from pathlib import Path
 import click
 
 from cli.errors import ExitCode, UserError
+from cli.historyview import history_cells, history_object
 from cli.output import OutputFormat, clean, emit_json, emit_json_array, emit_text, output_options, status_text
-from cli.textviews import HISTORY_HEADER, aligned, history_cells
-from cli.views import DERIVED_ABANDONED, display_reason, display_status, run_summary
-from journal.store import JsonlStore
-from projections.history import run_states
-from projections.reconcile import CurrentState
+from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
+from journal.layout import StoreLayout
+from projections.history import UNREADABLE, HistoryRow, history_rows
+from projections.index import parse_time
 
 STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
 _AGO = re.compile(r"(\d+)([smhdw])")
@@ -39,21 +39,20 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 def matching(
-    runs: Iterator[CurrentState], workflow: str | None, status: str | None, reason: str | None, since: datetime | None
-) -> Iterator[CurrentState]:
+    rows: Iterator[HistoryRow], workflow: str | None, status: str | None, reason: str | None, since: datetime | None
+) -> Iterator[HistoryRow]:
     """The runs that pass every filter given (``abandoned`` also matches ``abandoned?``)."""
-    for current in runs:
-        state = current.state
-        shown = display_status(current)
-        if workflow is not None and state.workflow != workflow:
+    for row in rows:
+        summary = row.summary
+        if workflow is not None and summary.workflow != workflow:
             continue
-        if status is not None and shown != status and not (status == "abandoned" and shown == DERIVED_ABANDONED):
+        if status is not None and row.status != status and not (status == "abandoned" and row.status == DERIVED_ABANDONED):
             continue
-        if reason is not None and display_reason(current) != reason:
+        if reason is not None and row.reason != reason:
             continue
-        if since is not None and (state.started_at is None or state.started_at < since):
+        if since is not None and (summary.started_at is None or parse_time(summary.started_at) < since):
             continue
-        yield current
+        yield row
 
 
 @click.command()
@@ -88,14 +87,14 @@ def history(
     """
     now = datetime.now(UTC)
     cutoff = parse_since(since, now) if since is not None else None
-    store = JsonlStore(root)
+    layout = StoreLayout(root)
     errors = ErrorTally()
-    runs = matching(errors.watch(run_states(store, reconcile=not no_reconcile)), workflow, status, reason, cutoff)
-    runs = islice(runs, limit)
+    rows = history_rows(layout, reconcile=not no_reconcile, progress=_progress_reporter())
+    runs = islice(matching(errors.watch(rows), workflow, status, reason, cutoff), limit)
     if fmt is OutputFormat.TEXT:
         _print_text(runs, raw, now)
     else:
-        objects = (run_summary(current, store.path(current.run_id)) for current in runs)
+        objects = (history_object(row, layout.path(row.summary.run_id)) for row in runs)
         if fmt is OutputFormat.JSON:
             emit_json_array(objects)
         else:
@@ -105,22 +104,34 @@ def history(
         sys.exit(ExitCode.JOURNAL)
 
 
+def _progress_reporter() -> Callable[[int, int], None] | None:
+    """Progress on stderr while many runs are folded (a cold index), only on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(position: int, total: int) -> None:
+        if total >= 500 and position % 250 == 0:
+            click.echo(f"\rindexing runs: {position}/{total}", err=True, nl=False)
+
+    return report
+
+
 class ErrorTally:
     """Passes runs through, warning on stderr about each one that could not be read or reconciled."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    def watch(self, runs: Iterator[CurrentState]) -> Iterator[CurrentState]:
-        """Yield ``runs`` unchanged, counting and reporting their errors."""
-        for current in runs:
-            if current.error is not None:
+    def watch(self, rows: Iterator[HistoryRow]) -> Iterator[HistoryRow]:
+        """Yield ``rows`` unchanged, counting and reporting the runs that could not be read."""
+        for row in rows:
+            if row.status == UNREADABLE:
                 self.count += 1
-                click.echo(f"runjournal: warning: {clean(str(current.error), inline=True)}", err=True)
-            yield current
+                click.echo(f"runjournal: warning: {clean(row.reason, inline=True)}", err=True)
+            yield row
 
 
-def _print_text(runs: Iterator[CurrentState], raw: bool, now: datetime) -> None:
+def _print_text(runs: Iterator[HistoryRow], raw: bool, now: datetime) -> None:
     printed = False
     for line in aligned((history_cells(c, raw, now) for c in runs), HISTORY_HEADER, styled={2: status_text}):
         emit_text(line, raw)

@@ -16,13 +16,8 @@ from cli.output import (
     emit_text,
     output_options,
 )
-from cli.textviews import (
-    EVENT_HEADER,
-    event_text,
-    progress_text,
-    status_with_reason,
-    step_table,
-)
+from cli.textfmt import status_with_reason
+from cli.textviews import EVENT_HEADER, event_text, progress_text, step_table
 from cli.views import display_reason, display_status, event_object
 from journal.events import Event
 from journal.store import JsonlStore

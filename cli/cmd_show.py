@@ -11,14 +11,8 @@ from typing import Any
 import click
 
 from cli.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
-from cli.textviews import (
-    duration_text,
-    event_detail,
-    local_time,
-    progress_text,
-    status_with_reason,
-    step_table,
-)
+from cli.textfmt import duration_text, local_time, status_with_reason
+from cli.textviews import event_detail, progress_text, step_table
 from cli.views import (
     DERIVED_ABANDONED,
     display_reason,

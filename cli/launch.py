@@ -24,20 +24,19 @@ from journal.errors import JournalError
 from journal.fsio import ensure_private_dir, open_regular
 from journal.run import Run, start_run
 from journal.store import JsonlStore
-from projections.history import run_states
-from projections.reconcile import CurrentState
+from projections.history import UNREADABLE, HistoryRow, history_rows
 
 
 class LiveRunError(JournalError, RuntimeError):
     """The workflow already has a live run (start refused without ``--allow-concurrent``)."""
 
-    def __init__(self, workflow: str, live: CurrentState) -> None:
-        self.run_id = live.run_id
-        writer = live.state.started.writer if live.state.started else None
-        where = f" (pid {writer.pid} on {writer.host})" if writer else ""
+    def __init__(self, workflow: str, live: HistoryRow) -> None:
+        self.run_id = live.summary.run_id
+        summary = live.summary
+        where = f" (pid {summary.pid} on {summary.host})" if summary.pid is not None else ""
         super().__init__(
-            f"workflow {workflow!r} already has a live run {live.run_id}{where}; wait for it, "
-            f"'runjournal cancel {live.run_id}', or pass --allow-concurrent"
+            f"workflow {workflow!r} already has a live run {self.run_id}{where}; wait for it, "
+            f"'runjournal cancel {self.run_id}', or pass --allow-concurrent"
         )
 
 
@@ -82,15 +81,19 @@ def begin_run(store: JsonlStore, spec: LaunchSpec) -> Run:
         )
 
 
-def live_runs(store: JsonlStore, workflow: str) -> Iterator[CurrentState]:
-    """Runs of ``workflow`` that are not over: alive, or of unknown liveness (orphans get reconciled first)."""
-    for current in run_states(store):
-        state = current.state
-        if current.error is not None or state.is_terminal or state.workflow != workflow:
+def live_runs(store: JsonlStore, workflow: str) -> Iterator[HistoryRow]:
+    """Runs of ``workflow`` that are not over: alive, or of unknown liveness (orphans get reconciled first).
+
+    Read through the history index, so finished runs cost nothing however many there are.
+    """
+    for row in history_rows(store):
+        if row.summary.workflow != workflow or row.status in _NOT_LIVE:
             continue
-        if current.derived is not None and current.derived.dead:
-            continue  # dead but not recordable (read-only journal): it cannot be running
-        yield current
+        yield row
+
+
+_NOT_LIVE = frozenset({"succeeded", "failed", "cancelled", "abandoned", "abandoned?", UNREADABLE})
+"""Statuses of runs that cannot be running: over, dead but not recordable (read-only), or unreadable."""
 
 
 @contextlib.contextmanager

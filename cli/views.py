@@ -12,18 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cli.textfmt import DERIVED_ABANDONED, UNREADABLE
 from journal.events import TIMESTAMP_FORMAT, Event
 from projections.liveness import Verdict
 from projections.reconcile import CurrentState
 from projections.state import ItemState, RunState, StepState
 
-DERIVED_ABANDONED = "abandoned?"
-"""Display status of a run whose writer is gone, not recorded (a read-only journal, or ``--no-reconcile``)."""
 
 _ENDED = ("succeeded", "failed", "skipped")
 
-UNREADABLE = "unreadable"
-"""Display status of a run whose journal could not be read (the error says where and why)."""
 
 
 def display_status(current: CurrentState) -> str:

@@ -1,11 +1,6 @@
 """Where runs live. The interface is small on purpose (see :class:`Store`), so a database-backed
-store can sit behind it; :class:`JsonlStore` is the embedded default: one JSONL file per run.
-
-Layout under the root (``--root``, ``RUNJOURNAL_ROOT``, default ``./.runjournal``)::
-
-    runs/<run_id>.jsonl            the run's events (0600)
-    runs/<run_id>.jsonl.torn-<off> a torn tail moved aside by reconciliation (0600)
-    logs/<run_id>/...              step output kept by the workflow runner
+store can sit behind it; :class:`JsonlStore` is the embedded default: one JSONL file per run,
+laid out as :mod:`journal.layout` describes.
 """
 
 from __future__ import annotations
@@ -18,23 +13,20 @@ from typing import Protocol
 
 from journal.codec import GENESIS_HASH, decode_line, encode_line
 from journal.errors import (
-    AmbiguousRunIdError,
     JournalError,
     JournalWriteError,
     RunExistsError,
     RunLockedError,
     RunNotFoundError,
-    UnsafePathError,
 )
 from journal.events import Started
 from journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
-from journal.ids import validate_prefix, validate_run_id
+from journal.layout import RUN_SUFFIX, StoreLayout
 from journal.lines import RawLine, iter_raw_lines
 from journal.reader import Cursor, RunReader, scan_to_end
-from journal.root import default_root
 from journal.writer import Clock, Durability, RunWriter, utc_now
 
-RUN_SUFFIX = ".jsonl"
+__all__ = ["RUN_SUFFIX", "JsonlStore", "Store", "StoreLayout"]
 
 
 class Store(Protocol):
@@ -53,56 +45,8 @@ class Store(Protocol):
     def writer_alive(self, run_id: str) -> bool: ...
 
 
-class JsonlStore:
-    """One JSONL file per run under ``root/runs``."""
-
-    def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root) if root is not None else default_root()
-        self.runs_dir = self.root / "runs"
-        self.logs_dir = self.root / "logs"
-
-    def path(self, run_id: str) -> Path:
-        """The journal file of ``run_id`` (validated first: never a path outside the store)."""
-        return self.runs_dir / (validate_run_id(run_id) + RUN_SUFFIX)
-
-    def log_dir(self, run_id: str) -> Path:
-        """Directory for a run's step output."""
-        return self.logs_dir / validate_run_id(run_id)
-
-    def check_not_symlinked(self) -> None:
-        """Refuse a root or runs directory that is a symlink: every open below it would follow it."""
-        for directory in (self.root, self.runs_dir):
-            if os.path.islink(directory):
-                raise UnsafePathError(f"{directory} is a symlink; refusing to use it as a journal directory")
-
-    def exists(self, run_id: str) -> bool:
-        """Whether a journal file for ``run_id`` exists."""
-        return os.path.lexists(self.path(run_id))
-
-    def run_ids(self) -> Iterator[str]:
-        """Every run id in the store, in no particular order."""
-        self.check_not_symlinked()
-        try:
-            entries = os.scandir(self.runs_dir)
-        except FileNotFoundError:
-            return
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if name.endswith(RUN_SUFFIX) and not name.startswith("."):
-                    yield name[: -len(RUN_SUFFIX)]
-
-    def resolve(self, ref: str) -> str:
-        """Turn a run id or a unique prefix of one into a run id (like git)."""
-        validate_prefix(ref)
-        if self.exists(ref):
-            return ref
-        matches = sorted(rid for rid in self.run_ids() if rid.startswith(ref))
-        if not matches:
-            raise RunNotFoundError(ref, self.root)
-        if len(matches) > 1:
-            raise AmbiguousRunIdError(ref, matches)
-        return matches[0]
+class JsonlStore(StoreLayout):
+    """One JSONL file per run under ``root/runs`` (see :mod:`journal.layout`)."""
 
     def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader:
         """A reader of ``run_id`` from ``cursor`` (the start by default)."""

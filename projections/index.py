@@ -38,8 +38,35 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from journal.crashpoints import crash_point
 from journal.errors import CorruptLineError, JournalError
 from journal.fsio import ensure_private_dir, open_regular
+from projections.index_shards import (
+    _DEV,
+    _INO,
+    _LINE,
+    _LONG,
+    _OFFSET,
+    _PREV,
+    _SEQ,
+    _SIZE,
+    _STATE,
+    _SUMMARY,
+    FORMAT,
+    SHARDS,
+    VERSION,
+    load_shard,
+    parse_entry,
+    remove_leftovers,
+    shard_of,
+    shard_path,
+    write_shard,
+)
+
+__all__ = [
+    "FORMAT", "INDEX_DIR", "SHARDS", "SUMMARY_FIELDS", "VERSION", "HistoryIndex", "Progress", "RunSummary",
+    "fold_tail", "load_shard", "parse_time", "shard_of", "shard_path", "summarize", "summary_row",
+]
 
 if TYPE_CHECKING:
     from journal.reader import Cursor, RunReader
@@ -49,26 +76,14 @@ if TYPE_CHECKING:
 INDEX_DIR = "index"
 """The index's directory under the journal root."""
 
-SHARDS = 64
-FORMAT = "runjournal-history-index"
-VERSION = 1
-"""Bumped whenever the entry layout changes; shards of another version are ignored and rebuilt."""
-
 RUN_SUFFIX = ".jsonl"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "abandoned"})
 
-# An entry is a list, the cheapest shape to parse. A finished run (or one whose journal is
-# corrupt) needs only what proves its file unchanged, and its summary:
-#   [st_dev, st_ino, st_size, st_mtime_ns, summary]
-# a live run adds where its fold stopped and the fold state to resume from:
-#   [..., summary, cursor offset, cursor line, cursor seq, cursor prev_hash, state]
-_DEV, _INO, _SIZE, _MTIME, _SUMMARY, _OFFSET, _LINE, _SEQ, _PREV, _STATE = range(10)
-_SHORT, _LONG = 5, 10
 _RETRY = -1
-"""A size no file has: an entry whose read failed for a passing reason (EACCES, EIO) is retried."""
+"""A size no file has: an entry whose read failed for a passing reason (EACCES, EIO) is retried, never saved."""
 
 Progress = Callable[[int, int], None]
-"""``progress(folded, total)``: called while runs are being folded (not for reused entries)."""
+"""``progress(position, total)``: called before a run is folded (never for a reused entry)."""
 
 
 class RunSummary(NamedTuple):
@@ -109,7 +124,7 @@ class RunSummary(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         """The summary as a dict with the field names above."""
-        return dict(zip(self._fields, self))
+        return dict(zip(self._fields, self, strict=True))
 
 
 SUMMARY_FIELDS = RunSummary._fields[1:]
@@ -185,8 +200,10 @@ class HistoryIndex:
         self.progress = progress
         self.problem: str | None = None
         self.counts = {"appended": 0, "refolded": 0}
-        """How many runs the last passes folded from a saved cursor, and from their first byte."""
-        self._shards: dict[int, dict[str, list[Any]]] = {}
+        """How many runs the passes so far folded from a saved cursor, and from their first byte."""
+        # Shard number -> run id -> saved line. Entries stay serialised until used, which
+        # keeps a 100,000-run index at a few dozen MB instead of a few hundred.
+        self._shards: dict[int, dict[str, bytes]] = {}
         self._dirty: set[int] = set()
 
     # ---- reading ------------------------------------------------------------------------
@@ -199,23 +216,37 @@ class HistoryIndex:
         entries of deleted runs are dropped only after a complete pass.
         """
         run_ids = sorted(self.store.run_ids(), reverse=True)
-        total = len(run_ids)
         complete = False
         try:
             dir_fd = os.open(self.store.runs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             return
         try:
-            for n, run_id in enumerate(run_ids):
-                entry = self._current(run_id, dir_fd, n, total)
-                if entry is not None:
-                    yield _summary(run_id, entry[_SUMMARY])
+            yield from self._walk(run_ids, dir_fd)
             complete = True
         finally:
             os.close(dir_fd)
             if complete:
                 self._prune(set(run_ids))
             self.save()
+
+    def _walk(self, run_ids: list[str], dir_fd: int) -> Iterator[RunSummary]:
+        """The summaries of ``run_ids``, in order: the hot loop of every history call, so kept flat."""
+        shards, stat, make = self._shards, os.stat, tuple.__new__
+        for n, run_id in enumerate(run_ids):
+            number = zlib.crc32(run_id.encode()) % SHARDS
+            shard = shards.get(number)
+            if shard is None:
+                shard = shards[number] = load_shard(self.directory, number)
+            line = shard.get(run_id)
+            try:
+                info = stat(run_id + RUN_SUFFIX, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            entry = None if line is None else parse_entry(line, run_id)
+            if entry is None or entry[_DEV:_SUMMARY] != [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]:
+                entry = self._update(run_id, entry, info, n, len(run_ids))
+            yield make(RunSummary, (run_id, *entry[_SUMMARY]))
 
     def refresh(self) -> int:
         """Bring the whole index up to date and save it; return the number of runs."""
@@ -230,7 +261,7 @@ class HistoryIndex:
         from journal.reader import Cursor
         from projections.state import state_from_json
 
-        entry = self._shard(run_id).get(run_id)
+        entry = self._entry(run_id)
         if entry is not None and len(entry) == _LONG:
             try:
                 cursor = Cursor(entry[_OFFSET], entry[_LINE], entry[_SEQ], entry[_PREV])
@@ -246,24 +277,15 @@ class HistoryIndex:
 
     # ---- one run ------------------------------------------------------------------------
 
-    def _current(self, run_id: str, dir_fd: int, n: int, total: int) -> list[Any] | None:
-        """The up-to-date entry of ``run_id`` (None if its file vanished)."""
-        shard_no = shard_of(run_id)
-        shard = self._shards.get(shard_no)
-        if shard is None:
-            shard = self._shards[shard_no] = load_shard(self.directory, shard_no)
-        entry = shard.get(run_id)
-        try:
-            info = os.stat(run_id + RUN_SUFFIX, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        if entry is not None and entry[:4] == [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]:
-            return entry
+    def _update(self, run_id: str, old: list[Any] | None, info: os.stat_result, n: int, total: int) -> list[Any]:
+        """Fold a run whose file changed (or is new) and keep its new entry for saving."""
         if self.progress is not None:
             self.progress(n, total)
-        fresh = self._fold(run_id, entry, info)
-        shard[run_id] = fresh
-        self._dirty.add(shard_no)
+        fresh = self._fold(run_id, old, info)
+        if fresh[_SIZE] != _RETRY:
+            number = shard_of(run_id)
+            self._shards[number][run_id] = orjson.dumps(fresh)
+            self._dirty.add(number)
         return fresh
 
     def _fold(self, run_id: str, old: list[Any] | None, info: os.stat_result) -> list[Any]:
@@ -280,12 +302,14 @@ class HistoryIndex:
 
     # ---- storage ------------------------------------------------------------------------
 
-    def _shard(self, run_id: str) -> dict[str, list[Any]]:
+    def _entry(self, run_id: str) -> list[Any] | None:
+        """The saved entry of ``run_id``, parsed (None if there is none, or it is damaged)."""
         number = shard_of(run_id)
         shard = self._shards.get(number)
         if shard is None:
             shard = self._shards[number] = load_shard(self.directory, number)
-        return shard
+        line = shard.get(run_id)
+        return None if line is None else parse_entry(line, run_id)
 
     def _prune(self, present: set[str]) -> None:
         """Drop entries of runs whose files are gone (loading every shard on disk to find them)."""
@@ -307,77 +331,12 @@ class HistoryIndex:
             ensure_private_dir(self.directory)
             for number in sorted(self._dirty):
                 write_shard(self.directory, number, self._shards.get(number, {}))
+                crash_point("index-shard-saved")
+            remove_leftovers(self.directory)
         except (OSError, JournalError) as exc:
             self.problem = f"history index not saved in {self.directory}: {exc}"
             return
         self._dirty.clear()
-
-
-def shard_of(run_id: str) -> int:
-    """Which shard holds ``run_id`` (stable across processes and Python versions)."""
-    return zlib.crc32(run_id.encode()) % SHARDS
-
-
-def shard_path(directory: Path, number: int) -> Path:
-    """The file of shard ``number``."""
-    return directory / f"runs-v{VERSION}-{number:02x}.json"
-
-
-def load_shard(directory: Path, number: int) -> dict[str, list[Any]]:
-    """The entries of a shard; a missing, unreadable, foreign or damaged shard is empty (it is rebuilt)."""
-    try:
-        fd = open_regular(shard_path(directory, number), os.O_RDONLY)
-    except (OSError, JournalError):
-        return {}
-    try:
-        with os.fdopen(fd, "rb") as file:
-            data = orjson.loads(file.read())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-        return {}
-    runs = data.get("runs")
-    if not isinstance(runs, dict):
-        return {}
-    return {run_id: entry for run_id, entry in runs.items() if _well_formed(entry)}
-
-
-def _well_formed(entry: Any) -> bool:
-    return (
-        isinstance(entry, list)
-        and len(entry) in (_SHORT, _LONG)
-        and isinstance(entry[_SUMMARY], list)
-        and len(entry[_SUMMARY]) == len(SUMMARY_FIELDS)
-    )
-
-
-def write_shard(directory: Path, number: int, entries: dict[str, list[Any]]) -> None:
-    """Replace shard ``number`` atomically: a temporary 0600 file, fsync, rename."""
-    data = orjson.dumps({"format": FORMAT, "version": VERSION, "shard": number, "runs": entries})
-    tmp = directory / f".tmp-{number:02x}-{os.getpid()}-{os.urandom(6).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, shard_path(directory, number))
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 
 
 def _resumable(entry: list[Any], info: os.stat_result) -> bool:
@@ -422,7 +381,8 @@ def _fold_entry(
     finally:
         os.close(fd)
     error = errors[0] if errors else None
-    entry = [identity.st_dev, identity.st_ino, identity.st_size, identity.st_mtime_ns, summary_row(state, error)]
+    info = identity
+    entry = [run_id, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, summary_row(state, error)]
     if not state.is_terminal and error is None:
         c = reader.cursor
         entry += [c.offset, c.line, c.seq, c.prev_hash, state_to_json(state)]
@@ -441,4 +401,4 @@ def _error_entry(run_id: str, info: os.stat_result | None, exc: BaseException) -
     """An entry for a run that could not be opened (unsafe path, permission): retried every refresh."""
     dev, ino = (info.st_dev, info.st_ino) if info is not None else (0, 0)
     row = ["empty", None, None, None, None, None, None, None, None, 0, 0, None, 0, 0, 0, str(exc)]
-    return [dev, ino, _RETRY, 0, row]
+    return [run_id, dev, ino, _RETRY, 0, row]

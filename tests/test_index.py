@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -34,13 +35,16 @@ from projections.fold import fold
 from projections.index import (
     FORMAT,
     INDEX_DIR,
+    SUMMARY_FIELDS,
     HistoryIndex,
     RunSummary,
+    load_shard,
     parse_time,
     shard_of,
     shard_path,
     summarize,
 )
+from projections.index_shards import SUMMARY_LENGTH
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,6 +75,14 @@ def replace_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def parse_shard(data: bytes) -> tuple[dict[str, Any], list[Any]]:
+    """A shard file's header and entries; raises if any line is not whole JSON or the file is cut."""
+    if not data.endswith(b"\n"):
+        raise ValueError("shard does not end with a newline")
+    header, *lines = data[:-1].split(b"\n")
+    return orjson.loads(header), [orjson.loads(line) for line in lines]
+
+
 def unique_streams(streams: Sequence[list[Event]]) -> list[list[Event]]:
     """Drop streams whose run id repeats one drawn earlier."""
     seen: dict[str, list[Event]] = {}
@@ -86,12 +98,13 @@ def test_incremental_index_equals_fresh_fold(streams: list[list[Event]], data: s
     with tempfile.TemporaryDirectory() as tmp:
         store = JsonlStore(tmp)
         cuts = [data.draw(st.integers(1, len(s)), label="cut") for s in streams]
-        paths = [write_journal(tmp, s[:cut]) for s, cut in zip(streams, cuts)]
+        paths = [write_journal(tmp, s[:cut]) for s, cut in zip(streams, cuts, strict=True)]
         assert indexed(store) == fresh_summaries(store)
-        for stream, cut, path in zip(streams, cuts, paths):
+        for stream, cut, path in zip(streams, cuts, paths, strict=True):
             append_bytes(path, b"".join(journal_lines(stream[cut:], _last_hash(stream[:cut]))))
         assert indexed(store) == fresh_summaries(store)
-        for stream, summary in zip(sorted(streams, key=lambda s: s[0].run_id, reverse=True), indexed(store)):
+        newest_first = sorted(streams, key=lambda s: s[0].run_id, reverse=True)
+        for stream, summary in zip(newest_first, indexed(store), strict=True):
             assert summary.events == len(stream)
 
 
@@ -209,8 +222,8 @@ def test_deleted_runs_are_dropped_from_the_index(journal_dir: Path) -> None:
     indexed(store)
     store.path("a1").unlink()
     assert [s.run_id for s in indexed(store)] == ["b2"]
-    saved = orjson.loads(shard_path(journal_dir / INDEX_DIR, shard_of("a1")).read_bytes())
-    assert "a1" not in saved["runs"]
+    assert "a1" not in load_shard(journal_dir / INDEX_DIR, shard_of("a1"))
+    assert "b2" in load_shard(journal_dir / INDEX_DIR, shard_of("b2"))
 
 
 def test_corrupt_run_is_listed_with_its_error_and_refolded_when_fixed(journal_dir: Path) -> None:
@@ -230,7 +243,7 @@ def test_corrupt_run_is_listed_with_its_error_and_refolded_when_fixed(journal_di
 
 
 def test_index_files_are_private_and_versioned(journal_dir: Path) -> None:
-    """The index directory is 0700, shard files 0600, each a JSON document of our format."""
+    """The index directory is 0700, shard files 0600, each a header line of our format, then one JSON line per run."""
     store = JsonlStore(journal_dir)
     write_journal(journal_dir, make_stream("r1"))
     indexed(store)
@@ -238,7 +251,7 @@ def test_index_files_are_private_and_versioned(journal_dir: Path) -> None:
     assert directory.stat().st_mode & 0o777 == 0o700
     files = list(directory.iterdir())
     assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
-    assert all(orjson.loads(f.read_bytes())["format"] == FORMAT for f in files)
+    assert all(parse_shard(f.read_bytes())[0]["format"] == FORMAT for f in files)
 
 
 def test_damaged_shard_is_ignored_and_rebuilt(journal_dir: Path) -> None:
@@ -246,7 +259,8 @@ def test_damaged_shard_is_ignored_and_rebuilt(journal_dir: Path) -> None:
     store = JsonlStore(journal_dir)
     write_journal(journal_dir, make_stream("r1"))
     expected = indexed(store)
-    shard_path(journal_dir / INDEX_DIR, shard_of("r1")).write_bytes(b'{"format": "runjournal-hist')
+    path = shard_path(journal_dir / INDEX_DIR, shard_of("r1"))
+    path.write_bytes(path.read_bytes()[:-20])
     index = HistoryIndex(store)
     assert list(index.summaries()) == expected and index.counts["refolded"] == 1
 
@@ -262,6 +276,11 @@ def test_state_resumes_from_the_saved_fold(journal_dir: Path) -> None:
     state, reader = HistoryIndex(store).state("r1")
     assert state == fold(stream + tail)
     assert reader.cursor.offset == path.stat().st_size
+
+
+def test_summary_layout_matches_the_saved_rows() -> None:
+    """The storage module's row length is the summary's field count (a mismatch would drop every entry)."""
+    assert len(SUMMARY_FIELDS) == SUMMARY_LENGTH
 
 
 def test_summary_times_parse_back(journal_dir: Path) -> None:
@@ -320,7 +339,8 @@ def test_concurrent_refreshes_never_expose_a_half_written_index(journal_dir: Pat
     seconds = "3"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(journal_dir), seconds], env=env)]
-    procs += [subprocess.Popen([sys.executable, "-c", _REFRESHER, str(journal_dir), seconds], env=env) for _ in range(3)]
+    refresher = [sys.executable, "-c", _REFRESHER, str(journal_dir), seconds]
+    procs += [subprocess.Popen(refresher, env=env) for _ in range(3)]
     reads = _read_shards_until_done(journal_dir / INDEX_DIR, procs)
     assert all(p.returncode == 0 for p in procs)
     assert reads > 50
@@ -336,15 +356,15 @@ def _read_shards_until_done(directory: Path, procs: list[subprocess.Popen[bytes]
     def reader() -> None:
         nonlocal reads
         while any(p.poll() is None for p in procs):
-            for file in directory.glob("runs-*.json") if directory.exists() else ():
+            for file in directory.glob("runs-*.jsonl") if directory.exists() else ():
                 try:
-                    data = orjson.loads(file.read_bytes())
+                    header, entries = parse_shard(file.read_bytes())
                 except FileNotFoundError:
                     continue
-                except orjson.JSONDecodeError as exc:
+                except (orjson.JSONDecodeError, ValueError) as exc:
                     errors.append(f"{file.name}: {exc}")
                     return
-                if data.get("format") != FORMAT:
+                if header.get("format") != FORMAT:
                     errors.append(f"{file.name}: wrong format")
                 reads += 1
             summaries = list(HistoryIndex(JsonlStore(directory.parent), save=False).summaries())
@@ -359,3 +379,20 @@ def _read_shards_until_done(directory: Path, procs: list[subprocess.Popen[bytes]
     thread.join()
     assert errors == []
     return reads
+
+
+def test_leftovers_of_crashed_refreshers_and_old_versions_are_removed(journal_dir: Path) -> None:
+    """A save removes temporary files older than a minute and shards of other index versions, nothing else."""
+    store = JsonlStore(journal_dir)
+    write_journal(journal_dir, make_stream("r1"))
+    indexed(store)
+    directory = journal_dir / INDEX_DIR
+    old_temp, new_temp = directory / ".tmp-00-1-aa", directory / ".tmp-00-2-bb"
+    old_version = directory / "runs-v1-00.json"
+    for file in (old_temp, new_temp, old_version):
+        file.write_bytes(b"{")
+    os.utime(old_temp, (time.time() - 120, time.time() - 120))
+    write_journal(journal_dir, make_stream("r2"))
+    indexed(store)
+    assert not old_temp.exists() and not old_version.exists()
+    assert new_temp.exists() and shard_path(directory, shard_of("r2")).exists()

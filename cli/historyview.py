@@ -1,0 +1,78 @@
+"""How ``history`` shows a run: the documented JSON object and the text cells, from a
+:class:`~projections.history.HistoryRow` (an index summary), without the event models.
+
+The field names and formats are the ones ``show`` uses for the same fields (see
+``docs/cli.md``): times are ISO 8601 UTC with six fractional digits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cli.output import clean
+from cli.textfmt import DERIVED_ABANDONED, duration_text, local_time
+from projections.history import UNREADABLE, HistoryRow
+from projections.index import parse_time
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _iso(text: str | None) -> str | None:
+    moment = parse_time(text)
+    return None if moment is None else moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:
+    """How long the run ran: to its terminal event; abandoned runs to their last progress; else to ``now``."""
+    summary = row.summary
+    started = parse_time(summary.started_at)
+    if started is None or row.status == UNREADABLE:
+        return None
+    if row.status in ("abandoned", DERIVED_ABANDONED):
+        end = parse_time(summary.last_activity)
+    elif summary.ended_at is not None:
+        end = parse_time(summary.ended_at)
+    else:
+        end = now
+    return None if end is None else max(end - started, timedelta(0))
+
+
+def history_object(row: HistoryRow, path: Path) -> dict[str, Any]:
+    """The history JSON object of a run (``show --json`` starts with the same fields)."""
+    summary = row.summary
+    ended = summary.ended_at is not None or row.status == DERIVED_ABANDONED
+    duration = row_duration(row) if ended else None
+    unreadable = row.status == UNREADABLE
+    return {
+        "run_id": summary.run_id,
+        "workflow": None if unreadable else summary.workflow,
+        "status": row.status,
+        "reason": row.reason,
+        "started_at": None if unreadable else _iso(summary.started_at),
+        "ended_at": None if unreadable else _iso(summary.ended_at),
+        "duration_s": None if duration is None else round(duration.total_seconds(), 6),
+        "host": None if unreadable else summary.host,
+        "pid": None if unreadable else summary.pid,
+        "steps_done": 0 if unreadable else summary.steps_done,
+        "steps_total": 0 if unreadable else summary.steps_total,
+        "rerun_of": None if unreadable else summary.rerun_of,
+        "path": str(path),
+        "error": row.reason if unreadable else None,
+    }
+
+
+def history_cells(row: HistoryRow, raw: bool, now: datetime) -> list[str]:
+    """The text cells of one history row (the reason, last, only when the run did not succeed)."""
+    summary = row.summary
+    unreadable = row.status == UNREADABLE
+    return [
+        clean(summary.run_id, raw, inline=True),
+        "-" if unreadable else clean(summary.workflow or "-", raw, inline=True),
+        row.status,
+        local_time(None if unreadable else parse_time(summary.started_at)),
+        duration_text(row_duration(row, now)),
+        "0/0" if unreadable else f"{summary.steps_done}/{summary.steps_total}",
+        "" if row.reason is None or row.status == "succeeded" else clean(row.reason, raw, inline=True),
+    ]
