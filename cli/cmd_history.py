@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -15,7 +16,7 @@ from cli.errors import ExitCode, UserError
 from cli.historyview import history_cells, history_object
 from cli.output import OutputFormat, clean, emit_json, emit_json_array, emit_text, output_options, status_text
 from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
-from journal.layout import StoreLayout
+from journal.layout import RUN_SUFFIX, StoreLayout
 from projections.history import UNREADABLE, HistoryRow, history_rows
 from projections.index import parse_time
 
@@ -89,12 +90,15 @@ def history(
     cutoff = parse_since(since, now) if since is not None else None
     layout = StoreLayout(root)
     errors = ErrorTally()
-    rows = history_rows(layout, reconcile=not no_reconcile, progress=_progress_reporter())
-    runs = islice(matching(errors.watch(rows), workflow, status, reason, cutoff), limit)
+    progress = IndexProgress()
+    rows = history_rows(layout, reconcile=not no_reconcile, progress=progress)
+    runs = islice(matching(errors.watch(_cleared(rows, progress)), workflow, status, reason, cutoff), limit)
     if fmt is OutputFormat.TEXT:
         _print_text(runs, raw, now)
     else:
-        objects = (history_object(row, layout.path(row.summary.run_id)) for row in runs)
+        # Ids here come from the directory listing: a string join is enough (no Path per row).
+        runs_prefix = os.path.join(layout.runs_dir, "")
+        objects = (history_object(row, f"{runs_prefix}{row.summary.run_id}{RUN_SUFFIX}") for row in runs)
         if fmt is OutputFormat.JSON:
             emit_json_array(objects)
         else:
@@ -104,16 +108,29 @@ def history(
         sys.exit(ExitCode.JOURNAL)
 
 
-def _progress_reporter() -> Callable[[int, int], None] | None:
-    """Progress on stderr while many runs are folded (a cold index), only on a terminal."""
-    if not sys.stderr.isatty():
-        return None
+class IndexProgress:
+    """``indexing runs: N/M`` on stderr while a cold index folds many runs, only on a terminal."""
 
-    def report(position: int, total: int) -> None:
-        if total >= 500 and position % 250 == 0:
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, position: int, total: int) -> None:
+        if self.enabled and total >= 500 and position % 250 == 0:
             click.echo(f"\rindexing runs: {position}/{total}", err=True, nl=False)
+            self.shown = True
 
-    return report
+    def clear(self) -> None:
+        """Erase the progress line once the listing starts."""
+        if self.shown:
+            click.echo("\r" + " " * 40 + "\r", err=True, nl=False)
+            self.shown = False
+
+
+def _cleared(rows: Iterator[HistoryRow], progress: IndexProgress) -> Iterator[HistoryRow]:
+    for row in rows:
+        progress.clear()
+        yield row
 
 
 class ErrorTally:

@@ -7,7 +7,7 @@ The field names and formats are the ones ``show`` uses for the same fields (see
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,13 @@ from cli.textfmt import DERIVED_ABANDONED, duration_text, local_time
 from projections.history import UNREADABLE, HistoryRow
 from projections.index import parse_time
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _iso(text: str | None) -> str | None:
-    moment = parse_time(text)
-    return None if moment is None else moment.astimezone(UTC).strftime(_TIME_FORMAT)
+    """The index's UTC timestamp with its six fractional digits (orjson drops an all-zero fraction)."""
+    if text is None or len(text) != len("2026-01-02T03:04:05Z"):
+        return text
+    return text[:-1] + ".000000Z"
 
 
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:
@@ -39,7 +40,7 @@ def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | No
     return None if end is None else max(end - started, timedelta(0))
 
 
-def history_object(row: HistoryRow, path: Path) -> dict[str, Any]:
+def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
     """The history JSON object of a run (``show --json`` starts with the same fields)."""
     summary = row.summary
     ended = summary.ended_at is not None or row.status == DERIVED_ABANDONED

@@ -64,15 +64,23 @@ def emit_json(obj: Any) -> None:
     click.echo(dumps(obj))
 
 
-def emit_json_array(rows: Iterable[Any]) -> None:
-    """Stream a JSON array one element per line, without holding the rows in memory."""
+def emit_json_array(rows: Iterable[Any], batch: int = 256) -> None:
+    """Stream a JSON array one element per line, without holding the rows in memory.
+
+    Lines are written ``batch`` at a time: one ``write`` per row is a measurable share of
+    ``history --json`` over tens of thousands of runs.
+    """
     out = sys.stdout
-    first = True
-    out.write("[")
+    pending = ["["]
+    separator = "\n"
     for row in rows:
-        out.write(("\n" if first else ",\n") + dumps(row))
-        first = False
-    out.write("\n]\n" if not first else "]\n")
+        pending.append(separator + dumps(row))
+        separator = ",\n"
+        if len(pending) >= batch:
+            out.write("".join(pending))
+            pending.clear()
+    pending.append("]\n" if separator == "\n" else "\n]\n")
+    out.write("".join(pending))
     out.flush()
 
 
