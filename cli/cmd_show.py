@@ -17,7 +17,6 @@ from cli.views import (
     DERIVED_ABANDONED,
     display_reason,
     display_status,
-    last_activity,
     liveness_text,
     run_detail,
     run_duration,
@@ -80,7 +79,7 @@ def _header(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterato
     yield _field("started", local_time(state.started_at))
     yield _field("ended", ended)
     if status in ("abandoned", DERIVED_ABANDONED):
-        yield _field("last progress", local_time(last_activity(state)))
+        yield _field("last progress", local_time(state.last_activity))
     yield _field("duration", duration_text(run_duration(current, datetime.now(UTC))))
     if detail["rerun_of"]:
         yield _field("rerun of", clean(detail["rerun_of"], raw, inline=True))

@@ -37,15 +37,6 @@ def display_reason(current: CurrentState) -> str | None:
     return current.reason
 
 
-def last_activity(state: RunState) -> datetime | None:
-    """The latest step or item start/end time (the run's own progress, not heartbeats or reconcilers)."""
-    times = [state.started_at] if state.started_at else []
-    for step in state.steps.values():
-        times += [t for t in (step.started_at, step.ended_at) if t is not None]
-        times += [t for i in step.items.values() for t in (i.started_at, i.ended_at) if t is not None]
-    return max(times, default=None)
-
-
 def run_duration(current: CurrentState, now: datetime | None = None) -> timedelta | None:
     """How long the run ran: to its terminal event; for abandoned runs, to its last progress; else until ``now``."""
     state = current.state
@@ -53,7 +44,7 @@ def run_duration(current: CurrentState, now: datetime | None = None) -> timedelt
         return None
     status = display_status(current)
     if status in ("abandoned", DERIVED_ABANDONED):
-        end = last_activity(state)
+        end = state.last_activity
     elif state.ended_at is not None:
         end = state.ended_at
     else:

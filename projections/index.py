@@ -150,7 +150,7 @@ def summary_row(state: RunState, error: str | None = None) -> list[Any]:
     writer = started.writer if started is not None else None
     return [
         state.status, state.workflow, state.reason, _time_text(state.started_at), _time_text(state.ended_at),
-        _time_text(state.last_event_at), _time_text(_last_activity(state)),
+        _time_text(state.last_event_at), _time_text(state.last_activity),
         writer.host if writer else None, writer.pid if writer else None,
         state.steps_done, state.steps_total, started.rerun_of if started else None,
         state.events, len(state.late_events), len(state.anomalies), error,
@@ -160,14 +160,6 @@ def summary_row(state: RunState, error: str | None = None) -> list[Any]:
 def summarize(state: RunState, run_id: str | None = None, error: str | None = None) -> RunSummary:
     """The :class:`RunSummary` of a folded state (what the index would hold for it)."""
     return _summary(run_id or state.run_id or "", summary_row(state, error))
-
-
-def _last_activity(state: RunState) -> datetime | None:
-    times = [state.started_at] if state.started_at else []
-    for step in state.steps.values():
-        times += [t for t in (step.started_at, step.ended_at) if t is not None]
-        times += [t for i in step.items.values() for t in (i.started_at, i.ended_at) if t is not None]
-    return max(times, default=None)
 
 
 def fold_tail(

@@ -114,6 +114,18 @@ class RunState:
         return getattr(reason, "value", reason)
 
     @property
+    def last_activity(self) -> datetime | None:
+        """The latest step or item start/end (the run's own progress, not heartbeats or reconcilers).
+
+        An abandoned run's duration runs to here, not to whenever someone noticed it.
+        """
+        times = [self.started_at] if self.started_at else []
+        for step in self.steps.values():
+            times += [t for t in (step.started_at, step.ended_at) if t is not None]
+            times += [t for i in step.items.values() for t in (i.started_at, i.ended_at) if t is not None]
+        return max(times, default=None)
+
+    @property
     def steps_done(self) -> int:
         """Steps that ended (succeeded, failed or skipped)."""
         return sum(1 for s in self.steps.values() if s.state in ("succeeded", "failed", "skipped"))
