@@ -7,7 +7,7 @@ Layout under the root (``--root``, ``RUNJOURNAL_ROOT``, default ``./.runjournal`
     runs/<run_id>.cancel           a pending cancel request (0600)
     logs/<run_id>/...              step output kept by the workflow runner
     locks/workflow-<hash>.lock     serialises "is a run of this workflow live?" + start
-    index/shard-NN.jsonl           the history read model (disposable)
+    index/runs-v<N>-<xx>.jsonl     the history read model (disposable)
 """
 
 from __future__ import annotations
