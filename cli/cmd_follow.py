@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from cli.errors import STATUS_EXIT_CODES, ExitCode
-from cli.output import OutputFormat, emit_json, emit_json_array, emit_text, output_options
+from cli.output import OutputFormat, emit_objects, emit_text, output_options
 from cli.textviews import EVENT_HEADER, event_text
 from cli.views import display_reason, display_status, event_object
 from journal.events import Event
@@ -116,11 +116,8 @@ def follow(root: Path, run: str, timeout: float | None, fmt: OutputFormat, raw: 
     tail = Tail(store, store.resolve(run))
     deadline = None if timeout is None else time.monotonic() + timeout
     steps = follow_events(tail, watchfiles.watch, deadline)
-    if fmt is OutputFormat.JSON:
-        emit_json_array(event_object(event, state) for event, state in steps)
-    elif fmt is OutputFormat.JSONL:
-        for event, state in steps:
-            emit_json(event_object(event, state))
+    if fmt is not OutputFormat.TEXT:
+        emit_objects((event_object(event, state) for event, state in steps), fmt)
     else:
         emit_text(EVENT_HEADER)
         for event, state in steps:

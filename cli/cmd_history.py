@@ -14,7 +14,14 @@ import click
 
 from cli.errors import ExitCode, UserError
 from cli.historyview import history_cells, history_object
-from cli.output import OutputFormat, clean, emit_json, emit_json_array, emit_text, output_options, status_text
+from cli.output import (
+    OutputFormat,
+    clean,
+    emit_objects,
+    emit_text,
+    output_options,
+    status_text,
+)
 from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
 from journal.layout import RUN_SUFFIX, StoreLayout
 from projections.history import UNREADABLE, HistoryRow, history_rows
@@ -99,11 +106,7 @@ def history(
         # Ids here come from the directory listing: a string join is enough (no Path per row).
         runs_prefix = os.path.join(layout.runs_dir, "")
         objects = (history_object(row, f"{runs_prefix}{row.summary.run_id}{RUN_SUFFIX}") for row in runs)
-        if fmt is OutputFormat.JSON:
-            emit_json_array(objects)
-        else:
-            for obj in objects:
-                emit_json(obj)
+        emit_objects(objects, fmt)
     if errors.count:
         sys.exit(ExitCode.JOURNAL)
 

@@ -11,8 +11,7 @@ import click
 
 from cli.output import (
     OutputFormat,
-    emit_json,
-    emit_json_array,
+    emit_objects,
     emit_text,
     output_options,
 )
@@ -61,11 +60,8 @@ def replay(
     steps = fold_steps(events)
     if speed is not None:
         steps = paced(steps, speed)
-    if fmt is OutputFormat.JSON:
-        emit_json_array(event_object(event, state) for event, state in steps)
-    elif fmt is OutputFormat.JSONL:
-        for event, state in steps:
-            emit_json(event_object(event, state))
+    if fmt is not OutputFormat.TEXT:
+        emit_objects((event_object(event, state) for event, state in steps), fmt)
     else:
         _print_text(steps, current, raw)
 

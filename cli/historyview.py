@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.output import clean
-from cli.textfmt import DERIVED_ABANDONED, duration_text, local_time
+from cli.textfmt import DERIVED_ABANDONED, duration_text, local_time, run_span
 from projections.history import UNREADABLE, HistoryRow
 from projections.index import parse_time
 
@@ -27,17 +27,12 @@ def _iso(text: str | None) -> str | None:
 
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:
     """How long the run ran: to its terminal event; abandoned runs to their last progress; else to ``now``."""
-    summary = row.summary
-    started = parse_time(summary.started_at)
-    if started is None or row.status == UNREADABLE:
+    if row.status == UNREADABLE:
         return None
-    if row.status in ("abandoned", DERIVED_ABANDONED):
-        end = parse_time(summary.last_activity)
-    elif summary.ended_at is not None:
-        end = parse_time(summary.ended_at)
-    else:
-        end = now
-    return None if end is None else max(end - started, timedelta(0))
+    summary = row.summary
+    return run_span(
+        row.status, parse_time(summary.started_at), parse_time(summary.ended_at), parse_time(summary.last_activity), now
+    )
 
 
 def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:

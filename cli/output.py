@@ -84,6 +84,15 @@ def emit_json_array(rows: Iterable[Any], batch: int = 256) -> None:
     out.flush()
 
 
+def emit_objects(objects: Iterable[Any], fmt: OutputFormat) -> None:
+    """Print ``objects`` as one JSON array (``--json``) or one object per line (``--jsonl``), streamed."""
+    if fmt is OutputFormat.JSON:
+        emit_json_array(objects)
+    else:
+        for obj in objects:
+            emit_json(obj)
+
+
 def emit_text(line: str, raw: bool = False) -> None:
     """Print one line of text output; with ``raw``, exactly as given (click would strip ANSI codes off a pipe)."""
     click.echo(line, color=True if raw else None)

@@ -17,6 +17,22 @@ UNREADABLE = "unreadable"
 """Display status of a run whose journal could not be read (the error says where and why)."""
 
 
+def run_span(
+    status: str, started: datetime | None, ended: datetime | None, last_activity: datetime | None, now: datetime | None
+) -> timedelta | None:
+    """How long a run ran: to its terminal event; an abandoned one to its last progress (not to
+    whenever someone noticed it); a live one until ``now``. One rule for ``history`` and ``show``."""
+    if started is None:
+        return None
+    if status in ("abandoned", DERIVED_ABANDONED):
+        end = last_activity
+    elif ended is not None:
+        end = ended
+    else:
+        end = now
+    return None if end is None else max(end - started, timedelta(0))
+
+
 def local_time(moment: datetime | None) -> str:
     """A timestamp in local time, short form (``2026-01-02 14:03:05``); ``-`` for none."""
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")

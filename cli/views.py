@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cli.textfmt import DERIVED_ABANDONED, UNREADABLE
+from cli.textfmt import DERIVED_ABANDONED, UNREADABLE, run_span
 from journal.events import TIMESTAMP_FORMAT, Event
 from projections.liveness import Verdict
 from projections.reconcile import CurrentState
@@ -40,16 +40,7 @@ def display_reason(current: CurrentState) -> str | None:
 def run_duration(current: CurrentState, now: datetime | None = None) -> timedelta | None:
     """How long the run ran: to its terminal event; for abandoned runs, to its last progress; else until ``now``."""
     state = current.state
-    if state.started_at is None:
-        return None
-    status = display_status(current)
-    if status in ("abandoned", DERIVED_ABANDONED):
-        end = state.last_activity
-    elif state.ended_at is not None:
-        end = state.ended_at
-    else:
-        end = now
-    return None if end is None else max(end - state.started_at, timedelta(0))
+    return run_span(display_status(current), state.started_at, state.ended_at, state.last_activity, now)
 
 
 def iso(moment: datetime | None) -> str | None:

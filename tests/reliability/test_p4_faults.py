@@ -19,7 +19,6 @@ import pytest
 
 from journal.errors import (
     FsyncFailedError,
-    JournalError,
     JournalWriteError,
     ShortWriteError,
     WriterClosedError,
