@@ -18,12 +18,6 @@ from projections.index import parse_time
 
 
 
-def _iso(text: str | None) -> str | None:
-    """The index's UTC timestamp with its six fractional digits (orjson drops an all-zero fraction)."""
-    if text is None or len(text) != len("2026-01-02T03:04:05Z"):
-        return text
-    return text[:-1] + ".000000Z"
-
 
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:
     """How long the run ran: to its terminal event; abandoned runs to their last progress; else to ``now``."""
@@ -46,8 +40,8 @@ def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
         "workflow": None if unreadable else summary.workflow,
         "status": row.status,
         "reason": row.reason,
-        "started_at": None if unreadable else _iso(summary.started_at),
-        "ended_at": None if unreadable else _iso(summary.ended_at),
+        "started_at": None if unreadable else summary.started_at,
+        "ended_at": None if unreadable else summary.ended_at,
         "duration_s": None if duration is None else round(duration.total_seconds(), 6),
         "host": None if unreadable else summary.host,
         "pid": None if unreadable else summary.pid,

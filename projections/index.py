@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -89,9 +89,9 @@ Progress = Callable[[int, int], None]
 class RunSummary(NamedTuple):
     """What ``history`` shows of a run, as plain JSON-ready values.
 
-    Timestamps are ISO 8601 UTC strings exactly as :func:`orjson.dumps` writes a UTC
-    ``datetime`` with ``OPT_UTC_Z`` (``2026-01-02T03:04:05.123456Z``; no fraction when it
-    is zero); :func:`parse_time` turns them back into datetimes. ``last_activity`` is the
+    Timestamps are ISO 8601 UTC strings in the journal's own form
+    (``2026-01-02T03:04:05.123456Z``, always six fractional digits); :func:`parse_time`
+    turns them back into datetimes. ``last_activity`` is the
     latest step or item start/end (the run's own progress). ``late_events`` and
     ``anomalies`` are counts. ``error`` is the one-line reason the journal could not be
     read to its end (the other fields then describe the part before the bad line).
@@ -141,7 +141,8 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def _time_text(moment: datetime | None) -> str | None:
-    return None if moment is None else orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:-1].decode()
+    # The journal's own form (six fractional digits, ``Z``), so readers can print it as is.
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def summary_row(state: RunState, error: str | None = None) -> list[Any]:

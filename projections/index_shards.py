@@ -23,7 +23,7 @@ from journal.fsio import open_regular
 
 SHARDS = 64
 FORMAT = "runjournal-history-index"
-VERSION = 2
+VERSION = 3
 """Bumped whenever the entry layout changes; shards of another version are ignored, then removed."""
 
 STALE_TEMP_SECONDS = 60
