@@ -6,13 +6,13 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 import click
 
 from cli.errors import ExitCode, JournalClickError, UserError
 from cli.output import clean
 from cli.runfiles import clear_cancel_request, write_cancel_request
+from cli.target import Target
 from journal.events import WriterIdentity
 from journal.identity import current_user
 from journal.procfacts import boot_id, host_name, process_info
@@ -31,7 +31,7 @@ POLL_INTERVAL = 0.05
               metavar="SECONDS",
               help="Seconds to wait for the run to record `cancelled`.")
 @click.pass_obj
-def cancel(root: Path, ref: str, reason: str | None, wait_seconds: float) -> None:
+def cancel(target: Target, ref: str, reason: str | None, wait_seconds: float) -> None:
     """Cancel RUN cooperatively: its writer stops the steps' processes and records `cancelled`.
 
     The request (who, why) is written beside the journal, then the writer process gets
@@ -44,7 +44,7 @@ def cancel(root: Path, ref: str, reason: str | None, wait_seconds: float) -> Non
     Examples:
       runjournal cancel 20260114T0930 --reason "wrong version"
     """
-    store = JsonlStore(root)
+    store = target.open()
     run_id = store.resolve(ref)
     state = _fold(store, run_id)
     if state.is_terminal:

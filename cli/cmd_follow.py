@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +20,7 @@ from cli.errors import STATUS_EXIT_CODES, ExitCode
 from cli.output import OutputFormat, emit_objects, emit_text, output_options
 from cli.textviews import EVENT_HEADER, event_text
 from cli.views import display_reason, display_status, event_object
+from cli.target import Target
 from journal.events import Event
 from journal.reader import Cursor
 from journal.store import JsonlStore
@@ -71,16 +71,20 @@ class Tail:
         return False
 
 
-def follow_events(tail: Tail, watch: Callable[..., Iterator[set[Any]]], deadline: float | None) -> Iterator[
+def follow_events(tail: Tail, watch: Callable[[], Iterator[set[Any]]], deadline: float | None) -> Iterator[
         tuple[Event, RunState]]:
-    """Every event of the run, old and new, until it is terminal, its writer is gone, or ``deadline``."""
+    """Every event of the run, old and new, until it is terminal, its writer is gone, or ``deadline``.
+
+    ``watch()`` yields a non-empty set when the run may have grown and an empty one every
+    :data:`POLL_MS` without news (then the writer's liveness is checked).
+    """
     yield from tail.new_events()
     if tail.state.is_terminal:
         return
     if tail.writer_gone():  # a run whose writer died before we came: no need to wait for a poll
         yield from tail.new_events()
         return
-    for changes in watch(tail.store.path(tail.run_id), **WATCH_OPTIONS):
+    for changes in watch():
         yield from tail.new_events()
         if tail.state.is_terminal:
             return
@@ -98,7 +102,7 @@ def follow_events(tail: Tail, watch: Callable[..., Iterator[set[Any]]], deadline
               help="Give up after S seconds if the run is still running (exit 124).")
 @output_options(jsonl=True)
 @click.pass_obj
-def follow(root: Path, run: str, timeout: float | None, fmt: OutputFormat, raw: bool) -> None:
+def follow(target: Target, run: str, timeout: float | None, fmt: OutputFormat, raw: bool) -> None:
     """Print RUN's events as they are appended, until the run ends; exit with its status.
 
     Prints the events already written first, so it also works on a run that is over. Exit
@@ -110,12 +114,10 @@ def follow(root: Path, run: str, timeout: float | None, fmt: OutputFormat, raw: 
       runjournal follow 2026                  attach to a detached run
       runjournal follow 2026 --jsonl | jq -c '[.seq, .type, .status_after]'
     """
-    import watchfiles  # lazily: it is only needed here and costs start-up time elsewhere
-
-    store = JsonlStore(root)
+    store = target.open()
     tail = Tail(store, store.resolve(run))
     deadline = None if timeout is None else time.monotonic() + timeout
-    steps = follow_events(tail, watchfiles.watch, deadline)
+    steps = follow_events(tail, lambda: watch_run(store, tail.run_id), deadline)
     if fmt is not OutputFormat.TEXT:
         emit_objects((event_object(event, state) for event, state in steps), fmt)
     else:
@@ -123,6 +125,15 @@ def follow(root: Path, run: str, timeout: float | None, fmt: OutputFormat, raw: 
         for event, state in steps:
             emit_text(event_text(event, state, raw), raw)
     sys.exit(_outcome(tail))
+
+
+def watch_run(store: Any, run_id: str) -> Iterator[set[Any]]:
+    """Change notifications for one run: LISTEN/NOTIFY for a database store, inotify (watchfiles) for a file."""
+    if store.lock_scope == "server":
+        return store.watch_run(run_id, poll_seconds=POLL_MS / 1000)
+    import watchfiles  # lazily: it is only needed here and costs start-up time elsewhere
+
+    return watchfiles.watch(store.path(run_id), **WATCH_OPTIONS)
 
 
 def _outcome(tail: Tail) -> int:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from pathlib import Path
 
 import click
 
@@ -23,6 +22,7 @@ from cli.output import (
     status_text,
 )
 from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
+from cli.target import Target
 from journal.layout import RUN_SUFFIX, StoreLayout
 from projections.history import UNREADABLE, HistoryRow, history_rows
 from projections.index import parse_time
@@ -77,7 +77,7 @@ def matching(
 @output_options(jsonl=True)
 @click.pass_obj
 def history(
-    root: Path, workflow: str | None, status: str | None, reason: str | None, since: str | None,
+    target: Target, workflow: str | None, status: str | None, reason: str | None, since: str | None,
     limit: int | None, no_reconcile: bool, fmt: OutputFormat, raw: bool,
 ) -> None:
     """List runs, newest first, optionally only those of WORKFLOW.
@@ -95,7 +95,8 @@ def history(
     """
     now = datetime.now(UTC)
     cutoff = parse_since(since, now) if since is not None else None
-    layout = StoreLayout(root)
+    # The JSONL store is read through its layout alone: a warm history never builds the event models.
+    layout = StoreLayout(target.root) if target.url is None else target.open()
     errors = ErrorTally()
     progress = IndexProgress()
     rows = history_rows(layout, reconcile=not no_reconcile, progress=progress)
@@ -103,9 +104,9 @@ def history(
     if fmt is OutputFormat.TEXT:
         _print_text(runs, raw, now)
     else:
-        # Ids here come from the directory listing: a string join is enough (no Path per row).
-        runs_prefix = os.path.join(layout.runs_dir, "")
-        objects = (history_object(row, f"{runs_prefix}{row.summary.run_id}{RUN_SUFFIX}") for row in runs)
+        # Ids here come from the store's own listing: a string join is enough (no Path per row).
+        prefix, suffix = (os.path.join(layout.runs_dir, ""), RUN_SUFFIX) if target.url is None else (f"{layout.root}#", "")
+        objects = (history_object(row, f"{prefix}{row.summary.run_id}{suffix}") for row in runs)
         emit_objects(objects, fmt)
     if errors.count:
         sys.exit(ExitCode.JOURNAL)

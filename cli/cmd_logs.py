@@ -13,6 +13,7 @@ import click
 from cli.errors import UserError
 from cli.output import clean
 from cli.runfiles import unit_log_path
+from cli.target import Target
 from journal.events import TERMINAL_TYPES
 from journal.fsio import check_dir
 from journal.reader import Cursor
@@ -50,7 +51,7 @@ class _Unit:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run is over.")
 @click.option("--raw", is_flag=True, help="Do not neutralise control characters in the output.")
 @click.pass_obj
-def logs(root: Path, ref: str, step_name: str | None, item: str | None, follow: bool, raw: bool) -> None:
+def logs(target: Target, ref: str, step_name: str | None, item: str | None, follow: bool, raw: bool) -> None:
     """Print the output (stdout and stderr) kept for RUN's steps, in step order.
 
     With more than one step or item, each output starts with a `==> step [item] <==`
@@ -62,7 +63,7 @@ def logs(root: Path, ref: str, step_name: str | None, item: str | None, follow: 
       runjournal logs 20260114T0930 --step patch --item web-07
       runjournal logs 20260114T0930 --follow
     """
-    store = JsonlStore(root)
+    store = target.open()
     run_id = store.resolve(ref)
     reader = store.read(run_id)
     state = fold(reader.events())

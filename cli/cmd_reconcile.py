@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
 
 from cli.errors import ExitCode, UserError
 from cli.output import OutputFormat, clean, emit_json, output_options
+from cli.target import Target
 from journal.errors import JournalError
 from journal.store import JsonlStore
 from projections.liveness import DEFAULT_LEASE_INTERVALS
@@ -40,7 +40,7 @@ _ACTION_WIDTH = len("would-abandon")
 @output_options()
 @click.pass_obj
 def reconcile(
-    root: Path, runs: tuple[str, ...], dry_run: bool, operator: bool, reason_text: str | None, lease: float,
+    target: Target, runs: tuple[str, ...], dry_run: bool, operator: bool, reason_text: str | None, lease: float,
     fmt: OutputFormat, raw: bool,
 ) -> None:
     """Record runs whose writer died as abandoned (default: every run).
@@ -59,7 +59,7 @@ def reconcile(
       runjournal reconcile 2026 --operator --reason "host decommissioned"
     """
     operator_text = _operator_text(runs, operator, reason_text)
-    store = JsonlStore(root)
+    store = target.open()
     run_ids = [store.resolve(ref) for ref in runs] if runs else sorted(store.run_ids())
     rows = []
     for row in _reconcile_all(store, run_ids, dry_run, operator_text, lease):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from itertools import takewhile
-from pathlib import Path
 
 import click
 
@@ -18,8 +17,8 @@ from cli.output import (
 from cli.textfmt import status_with_reason
 from cli.textviews import EVENT_HEADER, event_text, progress_text, step_table
 from cli.views import display_reason, display_status, event_object
+from cli.target import Target
 from journal.events import Event
-from journal.store import JsonlStore
 from projections.fold import fold_steps
 from projections.reconcile import CurrentState, current_state
 from projections.state import RunState
@@ -36,7 +35,7 @@ from projections.state import RunState
 @output_options(jsonl=True)
 @click.pass_obj
 def replay(
-    root: Path, run: str, until: int | None, speed: float | None, no_reconcile: bool, fmt: OutputFormat, raw: bool
+    target: Target, run: str, until: int | None, speed: float | None, no_reconcile: bool, fmt: OutputFormat, raw: bool
 ) -> None:
     """Replay RUN's events, each with the run's status after it, then the state they add up to.
 
@@ -51,7 +50,7 @@ def replay(
       runjournal replay 2026 --speed 10        watch it again, ten times as fast
       runjournal replay 2026 --jsonl | jq .status_after
     """
-    store = JsonlStore(root)
+    store = target.open()
     run_id = store.resolve(run)
     current = current_state(store, run_id, reconcile=not no_reconcile)
     events: Iterable[Event] = store.read(run_id).events()

@@ -23,6 +23,7 @@ from cli.workflow import (
     load_workflow,
     read_workflow_bytes,
 )
+from cli.target import Target
 from journal.ids import new_run_id
 from journal.run import DEFAULT_HEARTBEAT_INTERVAL
 from journal.store import JsonlStore
@@ -55,7 +56,7 @@ def launch_options(fn: Any) -> Any:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=True), metavar="FILE")
 @launch_options
 @click.pass_obj
-def run(root: Path, file: Path, detach: bool, allow_concurrent: bool, inputs: dict[str, str]) -> None:
+def run(target: Target, file: Path, detach: bool, allow_concurrent: bool, inputs: dict[str, str]) -> None:
     """Run the workflow in FILE (TOML), journaling every step and item.
 
     Attached (the default), this command is the run's writer: it shows live progress on
@@ -73,7 +74,7 @@ def run(root: Path, file: Path, detach: bool, allow_concurrent: bool, inputs: di
     """
     workflow = _load(file)
     spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent)
-    _launch(JsonlStore(root), spec, detach=detach)
+    _launch(target.open(), spec, detach=detach)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -82,7 +83,7 @@ def run(root: Path, file: Path, detach: bool, allow_concurrent: bool, inputs: di
 @launch_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 @click.pass_obj
-def exec_command(root: Path, name: str, step_name: str | None, detach: bool, allow_concurrent: bool,
+def exec_command(target: Target, name: str, step_name: str | None, detach: bool, allow_concurrent: bool,
                  inputs: dict[str, str], command: tuple[str, ...]) -> None:
     """Run any command as a journaled one-step run (no shell involved).
 
@@ -97,7 +98,7 @@ def exec_command(root: Path, name: str, step_name: str | None, detach: bool, all
     step = Step(step_name or Path(command[0]).name or "command", argv=tuple(command))
     workflow = Workflow(_check_name(name), (step,), DEFAULT_HEARTBEAT_INTERVAL)
     spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent)
-    _launch(JsonlStore(root), spec, detach=detach, echo=True)
+    _launch(target.open(), spec, detach=detach, echo=True)
 
 
 @click.command()
@@ -106,7 +107,7 @@ def exec_command(root: Path, name: str, step_name: str | None, detach: bool, all
 @click.option("--allow-changed", is_flag=True, help="Run the workflow file even if it changed since RUN.")
 @launch_options
 @click.pass_obj
-def rerun(root: Path, ref: str, unfinished: bool, allow_changed: bool, detach: bool, allow_concurrent: bool,
+def rerun(target: Target, ref: str, unfinished: bool, allow_changed: bool, detach: bool, allow_concurrent: bool,
           inputs: dict[str, str]) -> None:
     """Start a new run of RUN's workflow file, linked to RUN (`rerun_of`).
 
@@ -118,7 +119,7 @@ def rerun(root: Path, ref: str, unfinished: bool, allow_changed: bool, detach: b
     Examples:
       runjournal rerun 20260114T0930 --unfinished
     """
-    store = JsonlStore(root)
+    store = target.open()
     old = current_state(store, store.resolve(ref)).state
     if old.started is None or old.started.workflow_file is None:
         raise UserError(f"run {old.run_id} was not started from a workflow file; nothing to rerun")

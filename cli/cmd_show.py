@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -21,7 +20,7 @@ from cli.views import (
     run_detail,
     run_duration,
 )
-from journal.store import JsonlStore
+from cli.target import Target
 from projections.reconcile import CurrentState, current_state
 
 
@@ -30,7 +29,7 @@ from projections.reconcile import CurrentState, current_state
 @click.option("--no-reconcile", is_flag=True, help="Do not record the run as abandoned if its writer died.")
 @output_options()
 @click.pass_obj
-def show(root: Path, run: str, no_reconcile: bool, fmt: OutputFormat, raw: bool) -> None:
+def show(target: Target, run: str, no_reconcile: bool, fmt: OutputFormat, raw: bool) -> None:
     """Show RUN (an id or unique prefix): status, writer, steps, items, evidence.
 
     Lists each step with its fan-out progress, which steps and items completed, were in
@@ -38,12 +37,12 @@ def show(root: Path, run: str, no_reconcile: bool, fmt: OutputFormat, raw: bool)
     and the path of the journal. If the run's writer died, the run is recorded as abandoned
     first (unless --no-reconcile).
     """
-    store = JsonlStore(root)
+    store = target.open()
     run_id = store.resolve(run)
     current = current_state(store, run_id, reconcile=not no_reconcile)
     if current.error is not None:
         click.echo(f"runjournal: warning: {clean(str(current.error))}", err=True)
-    detail = run_detail(current, store.path(run_id))
+    detail = run_detail(current, store.location(run_id))
     if fmt is OutputFormat.JSON:
         emit_json(detail)
         return

@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
 from cli.errors import ExitCode
 from cli.output import OutputFormat, clean, emit_json, output_options
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from cli.target import Target
+from journal.verify import Problem, verify_file, verify_lines
 
 
 @click.command()
 @click.argument("runs", nargs=-1, metavar="[RUN]...")
 @output_options()
 @click.pass_obj
-def verify(root: Path, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) -> None:
+def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) -> None:
     """Check the hash chain, sequence and framing of every line of RUNs (default: all runs).
 
     Reports every problem with its file, line and byte offset. Exit 0 if clean, 1 if any
     problem was found.
     """
-    store = JsonlStore(root)
+    store = target.open()
     run_ids = [store.resolve(ref) for ref in runs] if runs else sorted(store.run_ids())
     report = []
     for index, run_id in enumerate(run_ids, 1):
         if sys.stderr.isatty() and len(run_ids) > 50 and index % 50 == 0:
             click.echo(f"\rverified {index}/{len(run_ids)}", err=True, nl=False)
-        problems = list(verify_file(store.path(run_id), run_id))
-        report.append({"run_id": run_id, "path": str(store.path(run_id)), "ok": not problems,
+        problems = list(_problems(store, run_id))
+        report.append({"run_id": run_id, "path": store.location(run_id), "ok": not problems,
                        "problems": [vars_of(p) for p in problems]})
         if fmt is not OutputFormat.JSON:
             for problem in problems:
@@ -41,6 +42,12 @@ def verify(root: Path, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) -> N
     else:
         click.echo(f"{len(report)} run(s) checked, {bad} with problems", err=True)
     sys.exit(ExitCode.NEGATIVE if bad else ExitCode.OK)
+
+
+def _problems(store: Any, run_id: str) -> Iterator[Problem]:
+    if store.lock_scope == "server":
+        return verify_lines(store.raw_lines(run_id), run_id, store.location(run_id))
+    return verify_file(store.path(run_id), run_id)
 
 
 def vars_of(problem: object) -> dict[str, object]:

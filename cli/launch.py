@@ -98,7 +98,14 @@ _NOT_LIVE = frozenset({"succeeded", "failed", "cancelled", "abandoned", "abandon
 
 @contextlib.contextmanager
 def workflow_lock(store: JsonlStore, workflow: str) -> Iterator[None]:
-    """Hold an exclusive lock per workflow name (``locks/`` under the root) while inside."""
+    """Hold an exclusive lock per workflow name (``locks/`` under the root) while inside.
+
+    A database store has its own lock, shared by every host.
+    """
+    if hasattr(store, "workflow_lock"):
+        with store.workflow_lock(workflow):
+            yield
+        return
     locks = ensure_private_dir(store.root / "locks")
     key = hashlib.sha256(workflow.encode()).hexdigest()[:24]
     fd = open_regular(locks / f"workflow-{key}.lock", os.O_RDWR | os.O_CREAT)

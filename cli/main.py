@@ -19,9 +19,10 @@ from typing import Any
 import click
 
 from cli.errors import ExitCode, JournalClickError
+from cli.target import Target
 from journal import __version__
 from journal.errors import JournalError
-from journal.root import ROOT_ENV, default_root
+from journal.root import ROOT_ENV, STORE_ENV, default_root
 
 COMMANDS: dict[str, str] = {
     "run": "cli.cmd_run:run",
@@ -35,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "logs": "cli.cmd_logs:logs",
     "reconcile": "cli.cmd_reconcile:reconcile",
     "verify": "cli.cmd_verify:verify",
+    "export": "cli.cmd_transfer:export",
+    "import": "cli.cmd_transfer:import_",
     "schema": "cli.cmd_schema:schema",
 }
 """Command name -> ``module:attribute`` of its click command."""
@@ -77,8 +80,16 @@ class LazyGroup(click.Group):
     show_envvar=True,
     help="Journal directory.  [default: ./.runjournal]",
 )
+@click.option(
+    "--store",
+    metavar="URL|DIR",
+    envvar=STORE_ENV,
+    show_envvar=True,
+    help="Where runs live: a postgresql:// URL (one history for many hosts) or a journal directory. "
+    "With a URL, --root only holds this host's step logs.",
+)
 @click.pass_context
-def cli(ctx: click.Context, root: Path | None) -> None:
+def cli(ctx: click.Context, root: Path | None, store: str | None) -> None:
     """runjournal: an append-only journal for workflow runs.
 
     Every run is a JSONL stream of events; the status you see is a fold over them. Runs
@@ -90,7 +101,7 @@ def cli(ctx: click.Context, root: Path | None) -> None:
       runjournal history                       newest runs first
       runjournal show 2026                     one run by id or unique prefix
     """
-    ctx.obj = root if root is not None else default_root()
+    ctx.obj = Target.from_options(store, root if root is not None else default_root())
 
 
 def main(argv: list[str] | None = None) -> None:

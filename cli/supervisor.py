@@ -32,7 +32,10 @@ from cli.sanitize import sanitize
 from cli.runner import Runner, stop_signals
 from journal.errors import JournalError
 from journal.fsio import open_regular
+from journal.pgschema import is_postgres_url
+from journal.root import STORE_ENV
 from journal.store import JsonlStore
+from journal.stores import open_store
 
 READY_TIMEOUT = 60.0
 """Seconds the client waits for the supervisor to create the run."""
@@ -47,10 +50,13 @@ def spawn(store: JsonlStore, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT
     spec_r, spec_w = os.pipe()
     ready_r, ready_w = os.pipe()
     try:
-        argv = [sys.executable, "-m", "cli.supervisor", "--root", str(store.root.resolve()),
+        local = getattr(store, "local", store)  # a database store keeps its logs in a local root
+        argv = [sys.executable, "-m", "cli.supervisor", "--root", str(local.root.resolve()),
                 "--spec-fd", str(spec_r), "--ready-fd", str(ready_w)]
+        # A database URL may carry a password: the environment, unlike argv, is not world-readable.
+        env = os.environ | {STORE_ENV: store.url} if hasattr(store, "url") else None
         intermediate = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
+            argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd, env=env,
             pass_fds=(spec_r, ready_w), start_new_session=True, close_fds=True,
         )
     finally:
@@ -132,7 +138,8 @@ def _reply(fd: int, doc: dict[str, object]) -> None:
 
 def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
     """Be the writer of the run described by ``spec``: create it, report, run it; return the exit code."""
-    store = JsonlStore(root)
+    url = os.environ.get(STORE_ENV)
+    store = open_store(url, local_root=root) if url and is_postgres_url(url) else JsonlStore(root)
     runner = Runner(store, spec.workflow, skip=spec.skip, inputs=spec.inputs)
     with stop_signals(runner, (signal.SIGINT, signal.SIGTERM)):
         try:

@@ -106,3 +106,15 @@ class UnsafePathError(JournalError, PermissionError):
 
 class NotReconcilableError(JournalError, RuntimeError):
     """A run cannot be reconciled (it is live, terminal, or has no ``started`` event)."""
+
+
+class WriterFencedError(WriterClosedError):
+    """The store refused an append because this writer no longer owns the run.
+
+    PostgreSQL store: the writer's session lost the run's advisory lock (the server dropped
+    it), or another writer (a reconciler recording ``abandoned``) took the next seq.
+    """
+
+
+class StoreUnavailableError(JournalError, ConnectionError):
+    """The store cannot be reached (a database that refuses connections, a missing driver)."""

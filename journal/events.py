@@ -104,6 +104,7 @@ class AbandonReason(_CodeEnum):
     ORIGINATING_PROCESS_NOT_ALIVE = "originating-process-not-alive"
     HOST_REBOOTED = "host-rebooted"
     HEARTBEAT_EXPIRED = "heartbeat-expired"
+    WRITER_SESSION_ENDED = "writer-session-ended"
     OPERATOR = "operator"
     UNKNOWN = "unknown"
 

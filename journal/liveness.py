@@ -8,6 +8,8 @@ any facts, and the facts are recorded as evidence exactly as they were observed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from journal.events import WriterIdentity
 from journal.procfacts import ProcessInfo, boot_id, host_name, process_info
@@ -21,6 +23,11 @@ class WriterFacts:
     ``boot_id_now`` and ``process`` are only observed on the writer's own host (None
     elsewhere; ``process`` is also None when the pid does not exist). ``lock_held`` is
     whether some process held the run's writer lock (None: it could not be probed).
+
+    ``lock_scope`` is the store's (see :class:`journal.store.Store`). For ``"server"``
+    stores, ``server_now`` and ``last_received_at`` are the database server's clock now and
+    when it received the run's last event, and ``lock_holder`` describes the session
+    holding the run's lock (None when free).
     """
 
     host_now: str
@@ -28,6 +35,10 @@ class WriterFacts:
     boot_id_now: str | None
     process: ProcessInfo | None
     lock_held: bool | None
+    lock_scope: str = "host"
+    server_now: datetime | None = None
+    last_received_at: datetime | None = None
+    lock_holder: dict[str, Any] | None = None
 
 
 def observe_writer(
@@ -40,6 +51,8 @@ def observe_writer(
     """
     here = host_name()
     same_host = identity.host == here
+    if getattr(store, "lock_scope", "host") == "server":
+        return _observe_on_server(store, run_id, here, same_host, lock_held)
     boot_now = boot_id() if same_host else None
     process = process_info(identity.pid) if same_host and boot_now == identity.boot_id else None
     if lock_held is None:
@@ -53,3 +66,14 @@ def probe_lock(store: Store, run_id: str) -> bool | None:
         return store.writer_alive(run_id)
     except OSError:
         return None
+
+
+def _observe_on_server(store: Any, run_id: str, here: str, same_host: bool, lock_held: bool | None) -> WriterFacts:
+    """The server's facts: its lock table and its clock are the same for every host that asks."""
+    probe = store.probe(run_id)
+    held = probe.lock_held if lock_held is None else lock_held
+    return WriterFacts(
+        host_now=here, same_host=same_host, boot_id_now=None, process=None, lock_held=held, lock_scope="server",
+        server_now=probe.server_now, last_received_at=probe.last_received_at,
+        lock_holder=probe.holder if held else None,
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_ROOT = ".runjournal"
 ROOT_ENV = "RUNJOURNAL_ROOT"
+STORE_ENV = "RUNJOURNAL_STORE"
 
 
 def default_root() -> Path:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from journal.codec import GENESIS_HASH, decode_line, encode_line
 from journal.errors import (
+    CorruptLineError,
     JournalError,
     JournalWriteError,
     RunExistsError,
@@ -22,7 +24,8 @@ from journal.errors import (
 from journal.events import Started
 from journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
 from journal.layout import RUN_SUFFIX, StoreLayout
-from journal.lines import RawLine, iter_raw_lines
+from journal.ids import validate_run_id
+from journal.lines import RawLine, TornTail, iter_raw_lines
 from journal.reader import Cursor, RunReader, scan_to_end
 from journal.writer import Clock, Durability, RunWriter, utc_now
 
@@ -30,23 +33,84 @@ __all__ = ["RUN_SUFFIX", "JsonlStore", "Store", "StoreLayout"]
 
 
 class Store(Protocol):
-    """A place runs live in.
+    """A place runs live in: JSONL files (:class:`JsonlStore`) or PostgreSQL (``journal.pgstore``).
 
-    ``create`` starts a run and returns its (locked) writer; ``open_writer`` takes over the
-    writer role of an existing run whose writer is gone; ``read`` streams a run's events from
-    a cursor; ``run_ids`` lists runs; ``writer_alive`` probes whether some process holds the
-    run's writer lock.
+    ``create`` appends a run's ``started`` event and returns its writer, which owns the run
+    (appends continue the hash chain; a second writer is refused); ``read`` streams a run's
+    events from a cursor; ``run_ids``/``resolve`` list and find runs; ``open_writer`` takes
+    ownership of a run whose writer is gone and ``locked_run`` does so for reconciling;
+    ``writer_alive`` probes whether some process owns the run now. ``lock_scope`` says how
+    far that probe sees: ``"host"`` (a ``flock``, certain on the writer's own host only) or
+    ``"server"`` (a database session lock, certain for every host). ``raw_lines`` and
+    ``import_lines`` move a run's exact lines in and out (export, import, verify).
     """
+
+    root: Any
+    lock_scope: str
 
     def create(self, started: Started, *, durability: Durability = "state", clock: Clock = utc_now) -> RunWriter: ...
     def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now) -> RunWriter: ...
-    def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader: ...
+    def read(self, run_id: str, cursor: Cursor | None = None) -> Any: ...
     def run_ids(self) -> Iterator[str]: ...
+    def resolve(self, ref: str) -> str: ...
+    def exists(self, run_id: str) -> bool: ...
     def writer_alive(self, run_id: str) -> bool: ...
+    def writer_of(self, run_id: str) -> tuple[int | None, str | None]: ...
+    def locked_run(self, run_id: str) -> AbstractContextManager[Any]: ...
+    def raw_lines(self, run_id: str) -> Iterator[bytes]: ...
+    def location(self, run_id: str) -> str: ...
+    def import_lines(self, run_id: str, lines: list[bytes]) -> None: ...
 
 
 class JsonlStore(StoreLayout):
     """One JSONL file per run under ``root/runs`` (see :mod:`journal.layout`)."""
+
+    lock_scope = "host"
+    """A run's ``flock`` is only seen by processes on the writer's own host."""
+
+    def location(self, run_id: str) -> str:
+        """Where the run is, for messages and ``--json`` output: its file."""
+        return str(self.path(run_id))
+
+    def locked_run(self, run_id: str) -> AbstractContextManager[Any]:
+        """Hold ``run_id``'s lock for a ``with`` block, to repair and reconcile it (:mod:`journal.repair`)."""
+        from journal.repair import locked_run  # repair builds on this module
+
+        return locked_run(self, run_id)
+
+    def raw_lines(self, run_id: str) -> Iterator[bytes]:
+        """The run file's whole lines, each without its newline (a torn tail is left out)."""
+        self.check_not_symlinked()
+        fd = open_regular(self.path(run_id), os.O_RDONLY)
+        try:
+            for item in iter_raw_lines(fd):
+                if isinstance(item, RawLine):
+                    yield item.data
+                elif not isinstance(item, TornTail):
+                    raise CorruptLineError(str(self.path(run_id)), item.line_no, item.offset, "line over the size cap")
+        finally:
+            os.close(fd)
+
+    def import_lines(self, run_id: str, lines: list[bytes]) -> None:
+        """Write a whole, already verified run as a new file: temp file, fsync, link, fsync dir."""
+        validate_run_id(run_id)
+        final = self.path(run_id)
+        self.check_not_symlinked()
+        ensure_private_dir(self.runs_dir)
+        tmp = self.runs_dir / f".{run_id}.importing-{os.getpid()}"
+        fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            data = b"".join(line + b"\n" for line in lines)
+            if os.write(fd, data) != len(data):
+                raise JournalWriteError(errno.ENOSPC, f"short write importing {final}")
+            sync_data(fd)
+            os.link(tmp, final)
+        except FileExistsError:
+            raise RunExistsError(run_id) from None
+        finally:
+            os.close(fd)
+            _unlink_quietly(tmp)
+        fsync_dir(self.runs_dir)
 
     def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader:
         """A reader of ``run_id`` from ``cursor`` (the start by default)."""

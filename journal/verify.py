@@ -8,7 +8,7 @@ damaged line yields one problem, not one per line after it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,19 @@ def verify_file(path: Path, run_id: str) -> Iterator[Problem]:
         os.close(fd)
     if chain.lines == 0:
         yield Problem(where, 1, 0, "empty", "the journal has no complete line (no 'started' event)")
+
+
+def verify_lines(lines: Iterable[bytes], run_id: str, where: str) -> Iterator[Problem]:
+    """The same checks over a run's lines as a database store holds them (one row, one line)."""
+    chain = _Chain()
+    offset = 0
+    for line_no, data in enumerate(lines, 1):
+        problem = _check_item(RawLine(line_no, offset, data), chain, run_id, where)
+        offset += len(data) + 1
+        if problem is not None:
+            yield problem
+    if chain.lines == 0:
+        yield Problem(where, 1, 0, "empty", "the run has no line (no 'started' event)")
 
 
 def _check_item(item: RawLine | OverlongLine | TornTail, chain: _Chain, run_id: str, where: str) -> Problem | None:

@@ -55,7 +55,13 @@ def history_rows(
     ``lease_intervals`` defaults to :data:`projections.liveness.DEFAULT_LEASE_INTERVALS`.
     """
     options = _options(now, lease_intervals)
-    for summary in HistoryIndex(layout, progress=progress).summaries():  # type: ignore[arg-type]
+    if getattr(layout, "lock_scope", "host") == "server":
+        from projections.pgfolds import FoldCache  # a database store keeps its read model in the database
+
+        summaries: Iterator[RunSummary] = FoldCache(layout, progress=progress).summaries()  # type: ignore[arg-type]
+    else:
+        summaries = HistoryIndex(layout, progress=progress).summaries()  # type: ignore[arg-type]
+    for summary in summaries:
         if summary.error is not None:
             yield HistoryRow(summary, UNREADABLE, summary.error)
         elif summary.is_terminal:
@@ -68,7 +74,7 @@ def _current_row(layout: StoreLayout, summary: RunSummary, reconcile: bool, opti
     from journal.store import JsonlStore  # lazily: start-up cost (see the module docstring)
     from projections.reconcile import current_state
 
-    store = layout if isinstance(layout, JsonlStore) else JsonlStore(layout.root)
+    store = layout if isinstance(layout, JsonlStore) or hasattr(layout, "url") else JsonlStore(layout.root)
     try:
         current = current_state(store, summary.run_id, reconcile=reconcile, **options)
     except (JournalError, OSError) as exc:

@@ -60,6 +60,8 @@ def judge(
         return no_writer_verdict()
     writer = started.writer
     evidence: dict[str, Any] = {"checked": ["host"], "host": writer.host, "host_now": facts.host_now}
+    if facts.lock_scope == "server":
+        return _judge_on_server(state, facts, lease_intervals, evidence)
     if facts.same_host:
         return _judge_same_host(state, facts, evidence)
     return _judge_other_host(state, facts, now, lease_intervals, evidence)
@@ -136,6 +138,40 @@ def _judge_other_host(
     return Verdict("unknown", None, evidence)
 
 
+def _judge_on_server(state: RunState, facts: WriterFacts, lease_intervals: float, evidence: dict[str, Any]) -> Verdict:
+    """A database store: the writer's session lock is certain for every host; the clock is the server's.
+
+    A free lock means the writer's session is gone (the server released it), so the writer
+    can no longer append: dead. A held lock whose run has been silent (on the server's
+    clock) for longer than the lease is a stopped or cut-off writer: ``unknown`` until the
+    server drops the session (TCP keepalive), never dead while the lock is held.
+    """
+    interval = state.started.heartbeat_interval  # type: ignore[union-attr]
+    last, now = facts.last_received_at, facts.server_now
+    age = (now - last).total_seconds() if last is not None and now is not None else None
+    evidence["checked"] += ["server_lock", "server_clock"]
+    evidence |= {
+        "lock_scope": "server",
+        "lock": {True: "held", False: "free", None: "unknown"}[facts.lock_held],
+        "lock_holder": facts.lock_holder,
+        "server_now": _iso(now),
+        "last_received_at": _iso(last),
+        "silence_seconds": age,
+        "heartbeat_interval": interval,
+        "lease_seconds": lease_intervals * interval,
+        "last_seq": state.last_seq,
+    }
+    if facts.lock_held is False:
+        return Verdict("dead", AbandonReason.WRITER_SESSION_ENDED, evidence)
+    if facts.lock_held is None:
+        evidence["note"] = "the run's lock on the server could not be probed"
+        return Verdict("unknown", None, evidence)
+    if age is not None and age > lease_intervals * interval:
+        evidence["note"] = "the writer's session holds the lock but has been silent past its lease (stopped or cut off?)"
+        return Verdict("unknown", None, evidence)
+    return Verdict("alive", None, evidence)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
@@ -158,11 +194,24 @@ def explain(verdict: Verdict) -> str:
         return f"host {ev.get('host')} rebooted since the run started (boot id changed)"
     if verdict.reason is AbandonReason.OPERATOR:
         return f"forced by {ev.get('operator')}: {ev.get('operator_reason')}"
+    if ev.get("lock_scope") == "server":
+        return _explain_server(verdict)
     if verdict.reason is AbandonReason.HEARTBEAT_EXPIRED or "age_seconds" in ev:
         return _explain_lease(verdict)
     if "pid_state" in ev:
         return _explain_pid(verdict)
     return str(ev.get("note", verdict.liveness))
+
+
+def _explain_server(verdict: Verdict) -> str:
+    ev = verdict.evidence
+    silence = ev.get("silence_seconds")
+    heard = "nothing received" if silence is None else f"last event received {silence:.0f}s ago (server clock)"
+    if verdict.reason is AbandonReason.WRITER_SESSION_ENDED:
+        return f"the writer's database session ended (run lock free on the server); {heard}"
+    holder = ev.get("lock_holder") or {}
+    where = f" from {holder.get('client_addr') or 'a local socket'}" if holder else ""
+    return f"the writer's session{where} holds the run lock; {heard}, lease {ev.get('lease_seconds'):.0f}s"
 
 
 _PID_WORDS = {

@@ -29,8 +29,8 @@ from journal.errors import (
 )
 from journal.identity import checker_identity
 from journal.liveness import observe_writer
-from journal.repair import LockedRun, is_read_only_error, locked_run
-from journal.store import JsonlStore
+from journal.repair import LockedRun, is_read_only_error
+from journal.store import Store
 from projections.fold import fold
 from projections.liveness import DEFAULT_LEASE_INTERVALS, Verdict, judge, no_writer_verdict, operator_verdict
 from projections.state import RunState
@@ -106,7 +106,7 @@ def _utc_now() -> datetime:
 
 
 def reconcile_run(
-    store: JsonlStore,
+    store: Store,
     run_id: str,
     *,
     dry_run: bool = False,
@@ -138,7 +138,7 @@ def reconcile_run(
 
 
 def _with_lock(
-    store: JsonlStore, run_id: str, state: RunState, verdicts: tuple[Verdict, Verdict | None], attempts: int,
+    store: Store, run_id: str, state: RunState, verdicts: tuple[Verdict, Verdict | None], attempts: int,
     operator: str | None, now: datetime, lease_intervals: float,
 ) -> ReconcileResult:
     """Try for the run's lock ``attempts`` times and reconcile under it; else ``busy`` (or ``terminal``).
@@ -148,7 +148,7 @@ def _with_lock(
     verdict, wanted = verdicts
     for attempt in range(attempts):
         try:
-            with locked_run(store, run_id) as locked:
+            with store.locked_run(run_id) as locked:
                 return _reconcile_locked(store, run_id, locked, operator, now, lease_intervals)
         except RunLockedError:
             state = fold(store.read(run_id).events())
@@ -187,7 +187,7 @@ def _report_action(verdict: Verdict, wanted: Verdict | None) -> Action:
 
 
 def _reconcile_locked(
-    store: JsonlStore, run_id: str, locked: LockedRun, operator: str | None, now: datetime, lease_intervals: float
+    store: Store, run_id: str, locked: LockedRun, operator: str | None, now: datetime, lease_intervals: float
 ) -> ReconcileResult:
     """Holding the lock: re-read, re-judge, and append ``abandoned`` if the writer is still dead."""
     state = fold(locked.events())
@@ -214,7 +214,7 @@ _WRITE_ERRORS = (JournalWriteError, FsyncFailedError, ShortWriteError, WriterClo
 
 
 def current_state(
-    store: JsonlStore,
+    store: Store,
     run_id: str,
     *,
     reconcile: bool = True,
@@ -240,7 +240,7 @@ def current_state(
     return CurrentState(run_id, state, derived, result.action)
 
 
-def _derived_only(store: JsonlStore, run_id: str, now: datetime, lease_intervals: float) -> CurrentState:
+def _derived_only(store: Store, run_id: str, now: datetime, lease_intervals: float) -> CurrentState:
     state = fold(store.read(run_id).events())
     if state.is_terminal or state.started is None:
         return CurrentState(run_id, state)

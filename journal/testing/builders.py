@@ -240,3 +240,38 @@ class TornStream:
     def whole_length(self) -> int:
         """Bytes of whole lines, i.e. the offset where the torn tail starts."""
         return len(journal_bytes(self.events))
+
+
+def ticking_clock(start: datetime = BASE_TIME, seconds: float = 1.0) -> Any:
+    """A deterministic writer clock (a ``Callable[[], datetime]``): ``start``, then ``seconds`` more per reading."""
+    readings = [0]
+
+    def clock() -> datetime:
+        readings[0] += 1
+        return start + timedelta(seconds=seconds * (readings[0] - 1))
+
+    return clock
+
+
+def exited_writer_identity() -> WriterIdentity:
+    """This host's writer identity, but with the pid and start ticks of a child that has exited and been reaped.
+
+    Same-host liveness checks find that process gone (or its pid reused by another start).
+    """
+    import subprocess
+    import sys
+
+    from journal.identity import writer_identity
+    from journal.procfacts import process_info
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    info = process_info(child.pid)
+    child.wait()
+    if info is None:
+        raise RuntimeError(f"could not read the start ticks of child pid {child.pid}")
+    return writer_identity().model_copy(update={"pid": child.pid, "start_ticks": info.start_ticks})
+
+
+def raw_stream_lines(stream: Iterable[Event]) -> list[bytes]:
+    """A stream's journal lines without their newlines, as a store's ``raw_lines`` gives them."""
+    return [line[:-1] for line in journal_lines(stream)]

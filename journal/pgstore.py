@@ -1,0 +1,448 @@
+"""The PostgreSQL store: the same runs, events and lines as the JSONL store, in one database.
+
+Runs from many hosts share one history. Each event is a row keyed by ``(run_id, seq)``
+holding its exact JSONL line, so a second writer's append conflicts instead of
+interleaving, an export is byte-identical and the hash chain is checked as for files.
+
+Ownership of a run is a session-level advisory lock (``pg_advisory_lock``) held by the
+writer's own connection: the server releases it when that session ends, however the
+writer died. Reading a run never needs the lock; reconciling takes it, exactly as the
+JSONL store's ``flock``. The layout is in :mod:`journal.pgschema`, the rules in
+``docs/postgres.md``.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from journal.codec import GENESIS_HASH, decode_line, encode_line
+from journal.errors import (
+    AmbiguousRunIdError,
+    JournalWriteError,
+    NotReconcilableError,
+    RunExistsError,
+    RunLockedError,
+    RunNotFoundError,
+    StoreUnavailableError,
+    WriterClosedError,
+    WriterFencedError,
+)
+from journal.events import TERMINAL_TYPES, Abandoned, Event, Started
+from journal.ids import validate_prefix, validate_run_id
+from journal.layout import StoreLayout
+from journal.lines import RawLine
+from journal.pgconn import connect, translate_errors
+from journal.pgschema import (
+    FENCED_INSERT,
+    HELD_RUN_LOCKS_SQL,
+    LOCK_HOLDER_SQL,
+    NOTIFY_CHANNEL,
+    lock_key,
+    lock_parts,
+    redact,
+)
+from journal.reader import Cursor, Record, check_sequence
+from journal.writer import Clock, Durability, RunWriter, utc_now
+
+READ_BATCH = 2000
+"""Lines fetched per query while reading a run: bounded memory for a run of any length."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerProbe:
+    """What the server says about a run's writer, on the server's own clock.
+
+    ``holder`` describes the session holding the run's lock (backend pid, client address,
+    session start, application name), None when nobody holds it.
+    """
+
+    lock_held: bool
+    holder: dict[str, Any] | None
+    server_now: datetime
+    last_received_at: datetime | None
+
+
+class PgStore:
+    """Runs in a PostgreSQL database (see the module docstring)."""
+
+    lock_scope = "server"
+    """Ownership is judged by the server for every host (the JSONL store's is per host)."""
+
+    def __init__(self, url: str, *, local_root: Path | str | None = None) -> None:
+        self.url = url
+        self.root = redact(url)  # what messages name as "where"
+        self.local = StoreLayout(local_root)
+        self._conn: Any = None
+
+    # Host-local side files (step logs, cancel requests) stay in a local directory.
+    @property
+    def logs_dir(self) -> Path:
+        """Where this host keeps step logs of runs it writes."""
+        return self.local.logs_dir
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where this host keeps cancel requests (the runs themselves are in the database)."""
+        return self.local.runs_dir
+
+    def log_dir(self, run_id: str) -> Path:
+        """The step-log directory of ``run_id`` on this host."""
+        return self.local.log_dir(run_id)
+
+    @property
+    def connection(self) -> Any:
+        """The store's own connection (autocommit), opened and schema-checked on first use."""
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.url, application_name="runjournal reader", ensure_schema=True)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the store's own connection (writers have their own)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with translate_errors(self.root):
+            return self.connection.execute(sql, params).fetchall()
+
+    # -- listing ------------------------------------------------------------------------
+
+    def exists(self, run_id: str) -> bool:
+        """Whether a run with exactly this id exists."""
+        return bool(self._query("SELECT 1 FROM rj_runs WHERE run_id = %s", (run_id,)))
+
+    def run_ids(self) -> Iterator[str]:
+        """Every run id, in no particular order."""
+        return (row[0] for row in self._query("SELECT run_id FROM rj_runs"))
+
+    def resolve(self, ref: str) -> str:
+        """Turn a run id or a unique prefix of one into a run id (like git)."""
+        validate_prefix(ref)
+        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._query("SELECT run_id FROM rj_runs WHERE run_id LIKE %s ORDER BY run_id LIMIT 6", (pattern,))
+        matches = [row[0] for row in rows]
+        if ref in matches:
+            return ref
+        if not matches:
+            raise RunNotFoundError(ref, self.root)
+        if len(matches) > 1:
+            raise AmbiguousRunIdError(ref, matches)
+        return matches[0]
+
+    def location(self, run_id: str) -> str:
+        """Where the run is, for messages and ``--json`` output: ``URL#run_id`` (no password)."""
+        return f"{self.root}#{run_id}"
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read(self, run_id: str, cursor: Cursor | None = None) -> PgRunReader:
+        """A reader of ``run_id`` from ``cursor`` (the start by default)."""
+        validate_run_id(run_id)
+        if not self.exists(run_id):
+            raise RunNotFoundError(run_id, self.root)
+        return PgRunReader(self, run_id, cursor)
+
+    def raw_lines(self, run_id: str) -> Iterator[bytes]:
+        """The run's lines exactly as stored, each without its newline (for export and verify)."""
+        seq = 0
+        while True:
+            rows = self._query(
+                "SELECT seq, line FROM rj_events WHERE run_id = %s AND seq >= %s ORDER BY seq LIMIT %s",
+                (run_id, seq, READ_BATCH),
+            )
+            for row_seq, line in rows:
+                yield bytes(line)
+                seq = row_seq + 1
+            if len(rows) < READ_BATCH:
+                return
+
+    def watch_run(self, run_id: str, *, poll_seconds: float) -> Iterator[set[str]]:
+        """Yield ``{run_id}`` after events of the run are committed, ``set()`` every ``poll_seconds`` without.
+
+        LISTEN/NOTIFY on a session of its own; the server queues notifications while the
+        caller reads, so none is lost between two waits.
+        """
+        conn = connect(self.url, application_name="runjournal follow")
+        try:
+            with translate_errors(self.root):
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            while True:
+                yield {run_id} if self._notified(conn, run_id, time.monotonic() + poll_seconds) else set()
+        finally:
+            conn.close()
+
+    def _notified(self, conn: Any, run_id: str, deadline: float) -> bool:
+        """Wait until a notification for ``run_id`` arrives (True) or ``deadline`` passes (False)."""
+        while (left := deadline - time.monotonic()) > 0:
+            with translate_errors(self.root):
+                if any(n.payload == run_id for n in conn.notifies(timeout=left, stop_after=1)):
+                    return True
+        return False
+
+    # -- ownership ----------------------------------------------------------------------
+
+    def create(self, started: Started, *, durability: Durability = "state", clock: Clock = utc_now) -> PgRunWriter:
+        """Take the run's lock in a new session, then insert the run and its ``started`` line."""
+        validate_run_id(started.run_id)
+        self.connection  # noqa: B018 - creates the tables on a new database
+        writer = PgRunWriter.connect(self, started.run_id, durability=durability, clock=clock)
+        try:
+            if not writer.try_lock():
+                raise RunExistsError(started.run_id)
+            writer.insert_started(started)
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now) -> PgRunWriter:
+        """Take the writer role of an existing run whose writer is gone (reconcilers, importers).
+
+        Raises :class:`RunLockedError` while another session holds the run's lock.
+        """
+        validate_run_id(run_id)
+        if not self.exists(run_id):
+            raise RunNotFoundError(run_id, self.root)
+        writer = PgRunWriter.connect(self, run_id, durability=durability, clock=clock)
+        try:
+            if not writer.try_lock():
+                pid, host = self.writer_of(run_id)
+                raise RunLockedError(run_id, pid, host)
+            reader = PgRunReader(self, run_id, None, connection=writer.conn)
+            for _ in reader:
+                pass
+            writer.cursor = reader.cursor
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def writer_alive(self, run_id: str) -> bool:
+        """True if some session holds the run's advisory lock right now."""
+        return bool(self._query(LOCK_HOLDER_SQL, lock_parts(lock_key("run", run_id))))
+
+    def held_run_locks(self) -> frozenset[tuple[int, int]]:
+        """The ``(classid, objid)`` of every advisory lock held now: probe many runs in one query."""
+        return frozenset((row[0], row[1]) for row in self._query(HELD_RUN_LOCKS_SQL))
+
+    def probe(self, run_id: str) -> ServerProbe:
+        """The lock holder and the server's clocks for ``run_id``, in one round trip."""
+        rows = self._query(
+            "SELECT now(), (SELECT max(received_at) FROM rj_events WHERE run_id = %(run_id)s)",
+            {"run_id": run_id},
+        )
+        holders = self._query(LOCK_HOLDER_SQL, lock_parts(lock_key("run", run_id)))
+        holder = None
+        if holders:
+            pid, addr, since, app = holders[0]
+            holder = {"backend_pid": pid, "client_addr": addr, "session_start": _iso(since), "application": app}
+        now, last = rows[0]
+        return ServerProbe(bool(holders), holder, now, last)
+
+    def writer_of(self, run_id: str) -> tuple[int | None, str | None]:
+        """``(pid, host)`` recorded in the run's ``started`` line, if it can be read."""
+        rows = self._query("SELECT line FROM rj_events WHERE run_id = %s AND seq = 0", (run_id,))
+        try:
+            event, _ = decode_line(bytes(rows[0][0]), GENESIS_HASH) if rows else (None, None)
+        except ValueError:
+            return None, None
+        if isinstance(event, Started):
+            return event.writer.pid, event.writer.host
+        return None, None
+
+    @contextmanager
+    def locked_run(self, run_id: str) -> Iterator[PgLockedRun]:
+        """Hold ``run_id``'s lock for the ``with`` block (raises :class:`RunLockedError` if taken)."""
+        writer = self.open_writer(run_id)
+        try:
+            yield PgLockedRun(self, writer)
+        finally:
+            writer.close()
+
+    @contextmanager
+    def workflow_lock(self, workflow: str) -> Iterator[None]:
+        """Hold the server-wide lock of ``workflow`` (so two hosts cannot both start it) while inside."""
+        key = lock_key("workflow", workflow)
+        self._query("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            self._query("SELECT pg_advisory_unlock(%s)", (key,))
+
+    # -- import -------------------------------------------------------------------------
+
+    def import_lines(self, run_id: str, lines: list[bytes]) -> None:
+        """Insert a whole, already verified run in one transaction (``runjournal import``)."""
+        validate_run_id(run_id)
+        reader = PgRunReader(self, run_id, None)
+        types = [reader._record(line).event.type for line in lines]  # the chain, seqs and run id, checked
+        conn = self.connection
+        with translate_errors(self.root, exists=run_id), conn.transaction():
+            conn.execute("INSERT INTO rj_runs (run_id) VALUES (%s)", (run_id,))
+            with conn.cursor().copy("COPY rj_events (run_id, seq, type, line) FROM STDIN") as copy:
+                for seq, (line, kind) in enumerate(zip(lines, types, strict=True)):
+                    copy.write_row((run_id, seq, kind, line))
+
+
+class PgRunReader:
+    """Iterate a run's events from a cursor, checking the chain as the file reader does.
+
+    The cursor's ``offset`` counts bytes as in the run's JSONL export, so cursors mean the
+    same in both stores. ``torn_tail`` is always None: a row is written whole or not at all.
+    """
+
+    torn_tail = None
+
+    def __init__(self, store: PgStore, run_id: str, cursor: Cursor | None, connection: Any = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.cursor = cursor or Cursor()
+        self.path = f"{store.root}#{run_id}"
+        self._conn = connection
+
+    def __iter__(self) -> Iterator[Record]:
+        conn = self._conn or self.store.connection
+        while True:
+            with translate_errors(self.store.root):
+                rows = conn.execute(
+                    "SELECT line FROM rj_events WHERE run_id = %s AND seq >= %s ORDER BY seq LIMIT %s",
+                    (self.run_id, self.cursor.seq, READ_BATCH),
+                ).fetchall()
+            for (line,) in rows:
+                yield self._record(bytes(line))
+            if len(rows) < READ_BATCH:
+                return
+
+    def _record(self, data: bytes) -> Record:
+        cur = self.cursor
+        raw = RawLine(cur.line, cur.offset, data)
+        event, digest = decode_line(data, cur.prev_hash, path=self.path, line_no=cur.line, offset=cur.offset)
+        check_sequence(event, raw, self.run_id, cur.seq, self.path)
+        self.cursor = Cursor(raw.end, cur.line + 1, cur.seq + 1, digest)
+        return Record(event, raw.line_no, raw.offset, raw.end)
+
+    def events(self) -> Iterator[Event]:
+        """Iterate only the events."""
+        return (record.event for record in self)
+
+
+class PgRunWriter(RunWriter):
+    """The single writer of a run in PostgreSQL: its own session, holding the run's lock.
+
+    Durability: ``state`` and ``all`` commit every append synchronously (the server's WAL
+    is flushed before the append returns); ``none`` turns ``synchronous_commit`` off.
+    """
+
+    def __init__(self, store: PgStore, conn: Any, run_id: str, *, durability: Durability, clock: Clock) -> None:
+        super().__init__(-1, store.root, run_id, Cursor(), durability=durability, clock=clock)  # type: ignore[arg-type]
+        self.store = store
+        self.conn = conn
+        self._key = lock_parts(lock_key("run", run_id))
+
+    @classmethod
+    def connect(cls, store: PgStore, run_id: str, *, durability: Durability, clock: Clock) -> PgRunWriter:
+        """Open the writer's own session (with TCP keepalives, see :mod:`journal.pgschema`)."""
+        conn = connect(store.url, application_name=f"runjournal writer {run_id}"[:63], writer=True)
+        if durability == "none":
+            conn.execute("SET synchronous_commit = off")
+        return cls(store, conn, run_id, durability=durability, clock=clock)
+
+    def try_lock(self) -> bool:
+        """Take the run's session-level advisory lock if nobody holds it."""
+        with translate_errors(self.store.root):
+            key = lock_key("run", self.run_id)
+            return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
+
+    def insert_started(self, started: Started) -> None:
+        """Insert the run and its first line in one transaction."""
+        line, digest = encode_line(started, GENESIS_HASH)
+        with translate_errors(self.store.root, exists=self.run_id), self.conn.transaction():
+            self.conn.execute("INSERT INTO rj_runs (run_id) VALUES (%s)", (self.run_id,))
+            self._insert(started, line[:-1])
+        self.cursor = Cursor(len(line), 2, 1, digest)
+
+    def _append_locked(self, event: Event) -> None:
+        if self._refusal is not None:
+            raise WriterClosedError(f"refusing to append to run {self.run_id}: {self._refusal}")
+        line, digest = encode_line(event, self.cursor.prev_hash)
+        self._insert(event, line[:-1])
+        c = self.cursor
+        self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
+
+    def _insert(self, event: Event, data: bytes) -> None:
+        import psycopg
+
+        params = {"run_id": self.run_id, "seq": event.seq, "type": event.type, "line": data, **self._key}
+        try:
+            inserted = self.conn.execute(FENCED_INSERT, params).rowcount
+        except psycopg.errors.UniqueViolation:
+            self._refusal = f"seq {event.seq} was taken by another writer"
+            raise WriterFencedError(
+                f"run {self.run_id}: seq {event.seq} is already taken (a reconciler recorded the run "
+                "abandoned after this writer's session was lost); this writer is fenced off"
+            ) from None
+        except psycopg.OperationalError as exc:
+            self._refusal = "the connection to the server was lost"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise JournalWriteError(
+                errno.ECONNRESET,
+                f"cannot append to run {self.run_id} on {self.store.root}: {reason}; the server releases "
+                "the run's lock, so readers will record it abandoned",
+            ) from None
+        if inserted != 1:
+            self._refusal = "the run's lock is no longer held by this session"
+            raise WriterFencedError(
+                f"run {self.run_id}: this session no longer holds the run's lock on {self.store.root}; "
+                "the append was refused"
+            )
+
+    def close(self) -> None:
+        """Close the session: the server releases the run's lock with it."""
+        with self._lock:
+            if not self.conn.closed:
+                self.conn.close()
+            self._refusal = self._refusal or "the writer is closed"
+
+
+class PgLockedRun:
+    """A run whose lock this process holds, opened to append ``abandoned`` (no torn tails here)."""
+
+    torn_tail = None
+
+    def __init__(self, store: PgStore, writer: PgRunWriter) -> None:
+        self.store = store
+        self.writer = writer
+        self.terminal_seen: bool | None = None
+
+    def events(self) -> Iterator[Event]:
+        """Read the run's events through the locked session and note whether one is terminal."""
+        self.terminal_seen = False
+        for event in PgRunReader(self.store, self.writer.run_id, None, connection=self.writer.conn).events():
+            self.terminal_seen = self.terminal_seen or event.type in TERMINAL_TYPES
+            yield event
+
+    def append_abandoned(self, **fields: Any) -> Abandoned:
+        """Append ``abandoned`` (``fields``: all but the envelope); refuse a terminal or empty run."""
+        if self.terminal_seen is None:
+            for _ in self.events():
+                pass
+        if self.terminal_seen:
+            raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
+        if self.writer.next_seq == 0:
+            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
+        return self.writer.append(Abandoned, tail_quarantined=None, **fields)  # type: ignore[return-value]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+__all__ = ["PgLockedRun", "PgRunReader", "PgRunWriter", "PgStore", "ServerProbe", "StoreUnavailableError"]

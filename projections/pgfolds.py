@@ -1,0 +1,108 @@
+"""The PostgreSQL store's read model: each run's fold state, keyed by the last seq folded.
+
+``rj_folds`` is a cache, never the truth: a row says "folding events 0..last_seq gives this
+state", so a run with newer events is folded on from there, and a dropped table is rebuilt
+from ``rj_events`` on the next ``history``. It plays the part the JSONL store's index
+(:mod:`projections.index`) plays, and yields the same :class:`RunSummary` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from journal.errors import CorruptLineError
+from journal.reader import Cursor
+from projections.index import Progress, RunSummary, summary_row
+
+SUMMARIES_SQL = """
+SELECT r.run_id, f.last_seq, f.summary::text,
+       (SELECT max(e.seq) FROM rj_events e WHERE e.run_id = r.run_id) AS head
+FROM rj_runs r LEFT JOIN rj_folds f ON f.run_id = r.run_id
+ORDER BY r.run_id DESC
+"""
+
+UPSERT_SQL = """
+INSERT INTO rj_folds (run_id, last_seq, last_hash, byte_offset, summary, state)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb)
+ON CONFLICT (run_id) DO UPDATE SET
+    last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash, byte_offset = EXCLUDED.byte_offset,
+    summary = EXCLUDED.summary, state = EXCLUDED.state
+WHERE rj_folds.last_seq < EXCLUDED.last_seq
+"""
+"""Monotonic: two readers folding the same run at once keep the further fold."""
+
+SAVE_BATCH = 500
+
+
+class FoldCache:
+    """Summaries of every run in a :class:`journal.pgstore.PgStore`, newest first, folding only what changed."""
+
+    def __init__(self, store: Any, *, progress: Progress | None = None) -> None:
+        self.store = store
+        self.progress = progress
+        self._pending: list[tuple[Any, ...]] = []
+
+    def summaries(self) -> Iterator[RunSummary]:
+        """Yield each run's summary: cached where the fold is current, folded on (and saved) where not."""
+        rows = self.store._query(SUMMARIES_SQL)
+        total = sum(1 for row in rows if row[1] is None or row[1] != row[3])
+        position = 0
+        for run_id, last_seq, summary, head in rows:
+            if last_seq is not None and last_seq == head:
+                yield tuple.__new__(RunSummary, (run_id, *orjson.loads(summary)))
+                continue
+            if self.progress is not None:
+                self.progress(position, total)
+            position += 1
+            yield self._fold(run_id, last_seq is not None)
+        self._save()
+
+    def _fold(self, run_id: str, cached: bool) -> RunSummary:
+        from projections.fold import fold  # the event models only when something must be folded
+        from projections.state import state_to_json
+
+        start, cursor = self._start(run_id) if cached else (None, None)
+        reader = self.store.read(run_id, cursor)
+        errors: list[str] = []
+        state = fold(_until_corrupt(reader.events(), errors), start=start)
+        row = summary_row(state, errors[0] if errors else None)
+        if not errors:
+            c = reader.cursor
+            self._pending.append(
+                (run_id, c.seq - 1, c.prev_hash, c.offset, orjson.dumps(row).decode(), orjson.dumps(state_to_json(state)).decode())
+            )
+            if len(self._pending) >= SAVE_BATCH:
+                self._save()
+        return tuple.__new__(RunSummary, (run_id, *row))
+
+    def _start(self, run_id: str) -> tuple[Any, Cursor | None]:
+        from projections.state import state_from_json
+
+        rows = self.store._query(
+            "SELECT last_seq, last_hash, byte_offset, state::text FROM rj_folds WHERE run_id = %s", (run_id,)
+        )
+        if not rows:
+            return None, None
+        last_seq, last_hash, offset, state = rows[0]
+        return state_from_json(orjson.loads(state)), Cursor(offset, last_seq + 2, last_seq + 1, last_hash)
+
+    def _save(self) -> None:
+        """Write the folds made so far; a failure only costs a re-fold next time."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            with self.store.connection.cursor() as cur:
+                cur.executemany(UPSERT_SQL, pending)
+        except Exception:  # noqa: BLE001 - a read-only role or a lost server: the cache is optional
+            pass
+
+
+def _until_corrupt(events: Iterator[Any], errors: list[str]) -> Iterator[Any]:
+    try:
+        yield from events
+    except CorruptLineError as exc:
+        errors.append(str(exc))
