@@ -109,7 +109,8 @@ class PgStore:
             self._conn.close()
             self._conn = None
 
-    def _query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement on the store's connection and return its rows (driver errors become journal errors)."""
         with translate_errors(self.root):
             return self.connection.execute(sql, params).fetchall()
 
@@ -117,17 +118,17 @@ class PgStore:
 
     def exists(self, run_id: str) -> bool:
         """Whether a run with exactly this id exists."""
-        return bool(self._query("SELECT 1 FROM rj_runs WHERE run_id = %s", (run_id,)))
+        return bool(self.query("SELECT 1 FROM rj_runs WHERE run_id = %s", (run_id,)))
 
     def run_ids(self) -> Iterator[str]:
         """Every run id, in no particular order."""
-        return (row[0] for row in self._query("SELECT run_id FROM rj_runs"))
+        return (row[0] for row in self.query("SELECT run_id FROM rj_runs"))
 
     def resolve(self, ref: str) -> str:
         """Turn a run id or a unique prefix of one into a run id (like git)."""
         validate_prefix(ref)
         pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._query("SELECT run_id FROM rj_runs WHERE run_id LIKE %s ORDER BY run_id LIMIT 6", (pattern,))
+        rows = self.query("SELECT run_id FROM rj_runs WHERE run_id LIKE %s ORDER BY run_id LIMIT 6", (pattern,))
         matches = [row[0] for row in rows]
         if ref in matches:
             return ref
@@ -154,7 +155,7 @@ class PgStore:
         """The run's lines exactly as stored, each without its newline (for export and verify)."""
         seq = 0
         while True:
-            rows = self._query(
+            rows = self.query(
                 "SELECT seq, line FROM rj_events WHERE run_id = %s AND seq >= %s ORDER BY seq LIMIT %s",
                 (run_id, seq, READ_BATCH),
             )
@@ -227,19 +228,19 @@ class PgStore:
 
     def writer_alive(self, run_id: str) -> bool:
         """True if some session holds the run's advisory lock right now."""
-        return bool(self._query(LOCK_HOLDER_SQL, lock_parts(lock_key("run", run_id))))
+        return bool(self.query(LOCK_HOLDER_SQL, lock_parts(lock_key("run", run_id))))
 
     def held_run_locks(self) -> frozenset[tuple[int, int]]:
         """The ``(classid, objid)`` of every advisory lock held now: probe many runs in one query."""
-        return frozenset((row[0], row[1]) for row in self._query(HELD_RUN_LOCKS_SQL))
+        return frozenset((row[0], row[1]) for row in self.query(HELD_RUN_LOCKS_SQL))
 
     def probe(self, run_id: str) -> ServerProbe:
         """The lock holder and the server's clocks for ``run_id``, in one round trip."""
-        rows = self._query(
+        rows = self.query(
             "SELECT now(), (SELECT max(received_at) FROM rj_events WHERE run_id = %(run_id)s)",
             {"run_id": run_id},
         )
-        holders = self._query(LOCK_HOLDER_SQL, lock_parts(lock_key("run", run_id)))
+        holders = self.query(LOCK_HOLDER_SQL, lock_parts(lock_key("run", run_id)))
         holder = None
         if holders:
             pid, addr, since, app = holders[0]
@@ -249,7 +250,7 @@ class PgStore:
 
     def writer_of(self, run_id: str) -> tuple[int | None, str | None]:
         """``(pid, host)`` recorded in the run's ``started`` line, if it can be read."""
-        rows = self._query("SELECT line FROM rj_events WHERE run_id = %s AND seq = 0", (run_id,))
+        rows = self.query("SELECT line FROM rj_events WHERE run_id = %s AND seq = 0", (run_id,))
         try:
             event, _ = decode_line(bytes(rows[0][0]), GENESIS_HASH) if rows else (None, None)
         except ValueError:
@@ -271,11 +272,11 @@ class PgStore:
     def workflow_lock(self, workflow: str) -> Iterator[None]:
         """Hold the server-wide lock of ``workflow`` (so two hosts cannot both start it) while inside."""
         key = lock_key("workflow", workflow)
-        self._query("SELECT pg_advisory_lock(%s)", (key,))
+        self.query("SELECT pg_advisory_lock(%s)", (key,))
         try:
             yield
         finally:
-            self._query("SELECT pg_advisory_unlock(%s)", (key,))
+            self.query("SELECT pg_advisory_unlock(%s)", (key,))
 
     # -- import -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -97,7 +98,7 @@ class JsonlStore(StoreLayout):
         final = self.path(run_id)
         self.check_not_symlinked()
         ensure_private_dir(self.runs_dir)
-        tmp = self.runs_dir / f".{run_id}.importing-{os.getpid()}"
+        tmp = self.runs_dir / f".{run_id}.importing-{os.getpid()}-{secrets.token_hex(4)}"
         fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             data = b"".join(line + b"\n" for line in lines)
@@ -130,7 +131,7 @@ class JsonlStore(StoreLayout):
         final = self.path(started.run_id)
         self.check_not_symlinked()
         ensure_private_dir(self.runs_dir)
-        tmp = self.runs_dir / f".{started.run_id}.creating-{os.getpid()}"
+        tmp = self.runs_dir / f".{started.run_id}.creating-{os.getpid()}-{secrets.token_hex(4)}"  # unique per thread too
         try:
             fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
         except OSError as exc:

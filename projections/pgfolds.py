@@ -47,7 +47,7 @@ class FoldCache:
 
     def summaries(self) -> Iterator[RunSummary]:
         """Yield each run's summary: cached where the fold is current, folded on (and saved) where not."""
-        rows = self.store._query(SUMMARIES_SQL)
+        rows = self.store.query(SUMMARIES_SQL)
         total = sum(1 for row in rows if row[1] is None or row[1] != row[3])
         position = 0
         for run_id, last_seq, summary, head in rows:
@@ -81,7 +81,7 @@ class FoldCache:
     def _start(self, run_id: str) -> tuple[Any, Cursor | None]:
         from projections.state import state_from_json
 
-        rows = self.store._query(
+        rows = self.store.query(
             "SELECT last_seq, last_hash, byte_offset, state::text FROM rj_folds WHERE run_id = %s", (run_id,)
         )
         if not rows:
