@@ -212,7 +212,7 @@ class PgStore:
         validate_run_id(run_id)
         if not self.exists(run_id):
             raise RunNotFoundError(run_id, self.root)
-        writer = PgRunWriter.connect(self, run_id, durability=durability, clock=clock)
+        writer = PgRunWriter.connect(self, run_id, durability=durability, clock=clock, role="reconciler")
         try:
             if not writer.try_lock():
                 pid, host = self.writer_of(run_id)
@@ -349,9 +349,15 @@ class PgRunWriter(RunWriter):
         self._key = lock_parts(lock_key("run", run_id))
 
     @classmethod
-    def connect(cls, store: PgStore, run_id: str, *, durability: Durability, clock: Clock) -> PgRunWriter:
-        """Open the writer's own session (with TCP keepalives, see :mod:`journal.pgschema`)."""
-        conn = connect(store.url, application_name=f"runjournal writer {run_id}"[:63], writer=True)
+    def connect(
+        cls, store: PgStore, run_id: str, *, durability: Durability, clock: Clock, role: str = "writer"
+    ) -> PgRunWriter:
+        """Open the writer's own session (with TCP keepalives, see :mod:`journal.pgschema`).
+
+        ``role`` names the session (``runjournal writer <run>``, or ``reconciler`` for one that
+        took over a dead writer's run), so an operator ending sessions can tell them apart.
+        """
+        conn = connect(store.url, application_name=f"runjournal {role} {run_id}"[:63], writer=True)
         if durability == "none":
             conn.execute("SET synchronous_commit = off")
         return cls(store, conn, run_id, durability=durability, clock=clock)
