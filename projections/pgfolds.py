@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 from journal.errors import CorruptLineError
+from journal.pgconn import connect, translate_errors
+from journal.pgstore import PgRunReader
 from journal.reader import Cursor
 from projections.index import Progress, RunSummary, summary_row
 
@@ -35,6 +37,7 @@ WHERE rj_folds.last_seq < EXCLUDED.last_seq
 """Monotonic: two readers folding the same run at once keep the further fold."""
 
 SAVE_BATCH = 500
+STREAM_BATCH = 2000
 
 
 class FoldCache:
@@ -46,11 +49,13 @@ class FoldCache:
         self._pending: list[tuple[Any, ...]] = []
 
     def summaries(self) -> Iterator[RunSummary]:
-        """Yield each run's summary: cached where the fold is current, folded on (and saved) where not."""
-        rows = self.store.query(SUMMARIES_SQL)
-        total = sum(1 for row in rows if row[1] is None or row[1] != row[3])
+        """Yield each run's summary: cached where the fold is current, folded on (and saved) where not.
+
+        Rows stream from a server-side cursor, so ``history -n 20`` reads 20 rows, not all.
+        """
+        total = self._unfolded() if self.progress is not None and getattr(self.progress, "enabled", True) else 0
         position = 0
-        for run_id, last_seq, summary, head in rows:
+        for run_id, last_seq, summary, head in self._rows():
             if last_seq is not None and last_seq == head:
                 yield tuple.__new__(RunSummary, (run_id, *orjson.loads(summary)))
                 continue
@@ -60,12 +65,30 @@ class FoldCache:
             yield self._fold(run_id, last_seq is not None)
         self._save()
 
+    def _rows(self) -> Iterator[tuple[Any, ...]]:
+        """The summary rows, newest first, from a cursor on a session of its own (the store's
+        own session stays free for folding and saving while this one is open)."""
+        conn = connect(self.store.url, application_name="runjournal history")
+        try:
+            with translate_errors(self.store.root), conn.transaction(), conn.cursor(name="rj_summaries") as cur:
+                cur.itersize = STREAM_BATCH
+                cur.execute(SUMMARIES_SQL)
+                yield from cur
+        finally:
+            conn.close()
+
+    def _unfolded(self) -> int:
+        """How many runs have no cached fold at all (the progress total of a cold history)."""
+        return self.store.query(
+            "SELECT count(*) FROM rj_runs r WHERE NOT EXISTS (SELECT 1 FROM rj_folds f WHERE f.run_id = r.run_id)"
+        )[0][0]
+
     def _fold(self, run_id: str, cached: bool) -> RunSummary:
         from projections.fold import fold  # the event models only when something must be folded
         from projections.state import state_to_json
 
         start, cursor = self._start(run_id) if cached else (None, None)
-        reader = self.store.read(run_id, cursor)
+        reader = PgRunReader(self.store, run_id, cursor)  # listed from rj_runs: no existence check needed
         errors: list[str] = []
         state = fold(_until_corrupt(reader.events(), errors), start=start)
         row = summary_row(state, errors[0] if errors else None)
