@@ -14,6 +14,7 @@ from cli.output import OutputFormat, clean, emit_json, output_options
 from cli.target import Target
 from projections.transfer import FAILURES, Transfer, copy_run
 
+
 @click.command("export")
 @click.argument("destination", metavar="DEST")
 @click.argument("runs", nargs=-1, metavar="[RUN]...")

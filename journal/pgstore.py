@@ -13,7 +13,6 @@ JSONL store's ``flock``. The layout is in :mod:`journal.pgschema`, the rules in
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,25 +21,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from journal.codec import GENESIS_HASH, decode_line, encode_line
+from journal.codec import GENESIS_HASH, decode_line
 from journal.errors import (
     AmbiguousRunIdError,
-    JournalWriteError,
-    NotReconcilableError,
     RunExistsError,
     RunLockedError,
     RunNotFoundError,
     StoreUnavailableError,
-    WriterClosedError,
-    WriterFencedError,
 )
-from journal.events import TERMINAL_TYPES, Abandoned, Event, Started
+from journal.events import Started
 from journal.ids import validate_prefix, validate_run_id
 from journal.layout import StoreLayout
-from journal.lines import RawLine
 from journal.pgconn import connect, translate_errors
+from journal.pgreader import READ_BATCH, PgRunReader
 from journal.pgschema import (
-    FENCED_INSERT,
     HELD_RUN_LOCKS_SQL,
     LOCK_HOLDER_SQL,
     NOTIFY_CHANNEL,
@@ -48,11 +42,9 @@ from journal.pgschema import (
     lock_parts,
     redact,
 )
-from journal.reader import Cursor, Record, check_sequence
-from journal.writer import Clock, Durability, RunWriter, utc_now
-
-READ_BATCH = 2000
-"""Lines fetched per query while reading a run: bounded memory for a run of any length."""
+from journal.pgwriter import PgLockedRun, PgRunWriter
+from journal.reader import Cursor
+from journal.writer import Clock, Durability, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,161 +283,6 @@ class PgStore:
             with conn.cursor().copy("COPY rj_events (run_id, seq, type, line) FROM STDIN") as copy:
                 for seq, (line, kind) in enumerate(zip(lines, types, strict=True)):
                     copy.write_row((run_id, seq, kind, line))
-
-
-class PgRunReader:
-    """Iterate a run's events from a cursor, checking the chain as the file reader does.
-
-    The cursor's ``offset`` counts bytes as in the run's JSONL export, so cursors mean the
-    same in both stores. ``torn_tail`` is always None: a row is written whole or not at all.
-    """
-
-    torn_tail = None
-
-    def __init__(self, store: PgStore, run_id: str, cursor: Cursor | None, connection: Any = None) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.cursor = cursor or Cursor()
-        self.path = f"{store.root}#{run_id}"
-        self._conn = connection
-
-    def __iter__(self) -> Iterator[Record]:
-        conn = self._conn or self.store.connection
-        while True:
-            with translate_errors(self.store.root):
-                rows = conn.execute(
-                    "SELECT line FROM rj_events WHERE run_id = %s AND seq >= %s ORDER BY seq LIMIT %s",
-                    (self.run_id, self.cursor.seq, READ_BATCH),
-                ).fetchall()
-            for (line,) in rows:
-                yield self._record(bytes(line))
-            if len(rows) < READ_BATCH:
-                return
-
-    def _record(self, data: bytes) -> Record:
-        cur = self.cursor
-        raw = RawLine(cur.line, cur.offset, data)
-        event, digest = decode_line(data, cur.prev_hash, path=self.path, line_no=cur.line, offset=cur.offset)
-        check_sequence(event, raw, self.run_id, cur.seq, self.path)
-        self.cursor = Cursor(raw.end, cur.line + 1, cur.seq + 1, digest)
-        return Record(event, raw.line_no, raw.offset, raw.end)
-
-    def events(self) -> Iterator[Event]:
-        """Iterate only the events."""
-        return (record.event for record in self)
-
-
-class PgRunWriter(RunWriter):
-    """The single writer of a run in PostgreSQL: its own session, holding the run's lock.
-
-    Durability: ``state`` and ``all`` commit every append synchronously (the server's WAL
-    is flushed before the append returns); ``none`` turns ``synchronous_commit`` off.
-    """
-
-    def __init__(self, store: PgStore, conn: Any, run_id: str, *, durability: Durability, clock: Clock) -> None:
-        super().__init__(-1, store.root, run_id, Cursor(), durability=durability, clock=clock)  # type: ignore[arg-type]
-        self.store = store
-        self.conn = conn
-        self._key = lock_parts(lock_key("run", run_id))
-
-    @classmethod
-    def connect(
-        cls, store: PgStore, run_id: str, *, durability: Durability, clock: Clock, role: str = "writer"
-    ) -> PgRunWriter:
-        """Open the writer's own session (with TCP keepalives, see :mod:`journal.pgschema`).
-
-        ``role`` names the session (``runjournal writer <run>``, or ``reconciler`` for one that
-        took over a dead writer's run), so an operator ending sessions can tell them apart.
-        """
-        conn = connect(store.url, application_name=f"runjournal {role} {run_id}"[:63], writer=True)
-        if durability == "none":
-            conn.execute("SET synchronous_commit = off")
-        return cls(store, conn, run_id, durability=durability, clock=clock)
-
-    def try_lock(self) -> bool:
-        """Take the run's session-level advisory lock if nobody holds it."""
-        with translate_errors(self.store.root):
-            key = lock_key("run", self.run_id)
-            return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
-
-    def insert_started(self, started: Started) -> None:
-        """Insert the run and its first line in one transaction."""
-        line, digest = encode_line(started, GENESIS_HASH)
-        with translate_errors(self.store.root, exists=self.run_id), self.conn.transaction():
-            self.conn.execute("INSERT INTO rj_runs (run_id) VALUES (%s)", (self.run_id,))
-            self._insert(started, line[:-1])
-        self.cursor = Cursor(len(line), 2, 1, digest)
-
-    def _append_locked(self, event: Event) -> None:
-        if self._refusal is not None:
-            raise WriterClosedError(f"refusing to append to run {self.run_id}: {self._refusal}")
-        line, digest = encode_line(event, self.cursor.prev_hash)
-        self._insert(event, line[:-1])
-        c = self.cursor
-        self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
-
-    def _insert(self, event: Event, data: bytes) -> None:
-        import psycopg
-
-        params = {"run_id": self.run_id, "seq": event.seq, "type": event.type, "line": data, **self._key}
-        try:
-            inserted = self.conn.execute(FENCED_INSERT, params).rowcount
-        except psycopg.errors.UniqueViolation:
-            self._refusal = f"seq {event.seq} was taken by another writer"
-            raise WriterFencedError(
-                f"run {self.run_id}: seq {event.seq} is already taken (a reconciler recorded the run "
-                "abandoned after this writer's session was lost); this writer is fenced off"
-            ) from None
-        except psycopg.OperationalError as exc:
-            self._refusal = "the connection to the server was lost"
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise JournalWriteError(
-                errno.ECONNRESET,
-                f"cannot append to run {self.run_id} on {self.store.root}: {reason}; the server releases "
-                "the run's lock, so readers will record it abandoned",
-            ) from None
-        if inserted != 1:
-            self._refusal = "the run's lock is no longer held by this session"
-            raise WriterFencedError(
-                f"run {self.run_id}: this session no longer holds the run's lock on {self.store.root}; "
-                "the append was refused"
-            )
-
-    def close(self) -> None:
-        """Close the session: the server releases the run's lock with it."""
-        with self._lock:
-            if not self.conn.closed:
-                self.conn.close()
-            self._refusal = self._refusal or "the writer is closed"
-
-
-class PgLockedRun:
-    """A run whose lock this process holds, opened to append ``abandoned`` (no torn tails here)."""
-
-    torn_tail = None
-
-    def __init__(self, store: PgStore, writer: PgRunWriter) -> None:
-        self.store = store
-        self.writer = writer
-        self.terminal_seen: bool | None = None
-
-    def events(self) -> Iterator[Event]:
-        """Read the run's events through the locked session and note whether one is terminal."""
-        self.terminal_seen = False
-        for event in PgRunReader(self.store, self.writer.run_id, None, connection=self.writer.conn).events():
-            self.terminal_seen = self.terminal_seen or event.type in TERMINAL_TYPES
-            yield event
-
-    def append_abandoned(self, **fields: Any) -> Abandoned:
-        """Append ``abandoned`` (``fields``: all but the envelope); refuse a terminal or empty run."""
-        if self.terminal_seen is None:
-            for _ in self.events():
-                pass
-        if self.terminal_seen:
-            raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
-        if self.writer.next_seq == 0:
-            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
-        return self.writer.append(Abandoned, tail_quarantined=None, **fields)  # type: ignore[return-value]
 
 
 def _iso(moment: datetime | None) -> str | None:

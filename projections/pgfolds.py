@@ -15,7 +15,7 @@ import orjson
 
 from journal.errors import CorruptLineError
 from journal.pgconn import connect, translate_errors
-from journal.pgstore import PgRunReader
+from journal.pgreader import PgRunReader
 from journal.reader import Cursor
 from projections.index import Progress, RunSummary, summary_row
 
