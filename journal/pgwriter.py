@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from journal.codec import GENESIS_HASH, encode_line
-from journal.errors import JournalWriteError, NotReconcilableError, WriterClosedError, WriterFencedError
+from journal.errors import JournalWriteError, WriterClosedError, WriterFencedError
 from journal.events import TERMINAL_TYPES, Abandoned, Event, Started
 from journal.pgconn import connect, translate_errors
 from journal.pgreader import PgRunReader
 from journal.pgschema import FENCED_INSERT, lock_key, lock_parts
 from journal.reader import Cursor
+from journal.repair import LockedRun
 from journal.writer import Clock, Durability, RunWriter
 
 if TYPE_CHECKING:
@@ -106,15 +107,8 @@ class PgRunWriter(RunWriter):
             self._refusal = self._refusal or "the writer is closed"
 
 
-class PgLockedRun:
-    """A run whose lock this process holds, opened to append ``abandoned`` (no torn tails here)."""
-
-    torn_tail = None
-
-    def __init__(self, store: PgStore, writer: PgRunWriter) -> None:
-        self.store = store
-        self.writer = writer
-        self.terminal_seen: bool | None = None
+class PgLockedRun(LockedRun):
+    """A run whose lock this process holds, opened to append ``abandoned`` (no torn tails in a database)."""
 
     def events(self) -> Iterator[Event]:
         """Read the run's events through the locked session and note whether one is terminal."""
@@ -125,11 +119,5 @@ class PgLockedRun:
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Append ``abandoned`` (``fields``: all but the envelope); refuse a terminal or empty run."""
-        if self.terminal_seen is None:
-            for _ in self.events():
-                pass
-        if self.terminal_seen:
-            raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
-        if self.writer.next_seq == 0:
-            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
+        self.check_reconcilable()
         return self.writer.append(Abandoned, tail_quarantined=None, **fields)  # type: ignore[return-value]

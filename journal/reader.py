@@ -19,7 +19,6 @@ from journal.events import Event
 from journal.fsio import open_regular
 from journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
 
-
 REREAD_ATTEMPTS = 4
 """How often a bad line is read again before it is reported (see ``RunReader._records``)."""
 

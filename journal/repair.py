@@ -70,13 +70,8 @@ class LockedRun:
                 self.terminal_seen = True
             yield event
 
-    def append_abandoned(self, **fields: Any) -> Abandoned:
-        """Quarantine a torn tail if there is one, then append and sync ``abandoned``.
-
-        ``fields`` are the Abandoned fields other than the envelope and ``tail_quarantined``.
-        Raises :class:`NotReconcilableError` if the run already has a terminal event or has
-        no ``started`` event.
-        """
+    def check_reconcilable(self) -> None:
+        """Raise :class:`NotReconcilableError` if the run has a terminal event or no ``started`` event."""
         if self.terminal_seen is None:
             for _ in self.events():
                 pass
@@ -84,6 +79,15 @@ class LockedRun:
             raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
         if self.writer.next_seq == 0:
             raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
+
+    def append_abandoned(self, **fields: Any) -> Abandoned:
+        """Quarantine a torn tail if there is one, then append and sync ``abandoned``.
+
+        ``fields`` are the Abandoned fields other than the envelope and ``tail_quarantined``.
+        Raises :class:`NotReconcilableError` if the run already has a terminal event or has
+        no ``started`` event.
+        """
+        self.check_reconcilable()
         quarantined = self._quarantine_tail() if self.writer.torn_tail is not None else self._earlier_quarantine()
         event = self.writer.append(Abandoned, tail_quarantined=quarantined, **fields)
         return event  # type: ignore[return-value]

@@ -24,8 +24,8 @@ from journal.errors import (
 )
 from journal.events import Started
 from journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
-from journal.layout import RUN_SUFFIX, StoreLayout
 from journal.ids import validate_run_id
+from journal.layout import RUN_SUFFIX, StoreLayout
 from journal.lines import RawLine, TornTail, iter_raw_lines
 from journal.reader import Cursor, RunReader, scan_to_end
 from journal.writer import Clock, Durability, RunWriter, utc_now

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-
 from journal.codec import GENESIS_HASH, encode_line
 from journal.events import (
     Abandoned,
