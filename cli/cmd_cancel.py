@@ -16,7 +16,7 @@ from cli.target import Target
 from journal.events import WriterIdentity
 from journal.identity import current_user
 from journal.procfacts import boot_id, host_name, process_info
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.fold import fold
 from projections.reconcile import reconcile_run
 from projections.state import RunState
@@ -63,7 +63,7 @@ def cancel(target: Target, ref: str, reason: str | None, wait_seconds: float) ->
     _report(run_id, final)
 
 
-def _fold(store: JsonlStore, run_id: str) -> RunState:
+def _fold(store: Store, run_id: str) -> RunState:
     return fold(store.read(run_id).events())
 
 
@@ -77,7 +77,7 @@ def _is_live_writer(writer: WriterIdentity) -> bool:
     return info is not None and info.start_ticks == writer.start_ticks and info.state != "zombie"
 
 
-def _wait_terminal(store: JsonlStore, run_id: str, writer: WriterIdentity, deadline: float) -> RunState:
+def _wait_terminal(store: Store, run_id: str, writer: WriterIdentity, deadline: float) -> RunState:
     """Poll the journal until the run is terminal; reconcile if the writer dies without ending it."""
     while True:
         state = _fold(store, run_id)
@@ -93,7 +93,7 @@ def _wait_terminal(store: JsonlStore, run_id: str, writer: WriterIdentity, deadl
         time.sleep(POLL_INTERVAL)
 
 
-def _reconcile_instead(store: JsonlStore, run_id: str) -> None:
+def _reconcile_instead(store: Store, run_id: str) -> None:
     result = reconcile_run(store, run_id)
     clear_cancel_request(store, run_id)
     if not result.state.is_terminal:

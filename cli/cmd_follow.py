@@ -18,12 +18,12 @@ import click
 
 from cli.errors import STATUS_EXIT_CODES, ExitCode
 from cli.output import OutputFormat, emit_objects, emit_text, output_options
+from cli.target import Target
 from cli.textviews import EVENT_HEADER, event_text
 from cli.views import display_reason, display_status, event_object
-from cli.target import Target
 from journal.events import Event
 from journal.reader import Cursor
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.fold import fold_steps
 from projections.reconcile import current_state
 from projections.state import RunState
@@ -40,7 +40,7 @@ WATCH_OPTIONS: dict[str, Any] = {
 class Tail:
     """A run read incrementally: the cursor after the last whole line read, and the fold so far."""
 
-    def __init__(self, store: JsonlStore, run_id: str) -> None:
+    def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
         self.cursor = Cursor()

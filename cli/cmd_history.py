@@ -21,8 +21,8 @@ from cli.output import (
     output_options,
     status_text,
 )
-from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
 from cli.target import Target
+from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
 from journal.layout import RUN_SUFFIX, StoreLayout
 from projections.history import UNREADABLE, HistoryRow, history_rows
 from projections.index import parse_time

@@ -17,7 +17,7 @@ from cli.target import Target
 from journal.events import TERMINAL_TYPES
 from journal.fsio import check_dir
 from journal.reader import Cursor
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.fold import fold
 from projections.reconcile import current_state
 from projections.state import RunState
@@ -77,7 +77,7 @@ def logs(target: Target, ref: str, step_name: str | None, item: str | None, foll
     _follow(store, run_id, reader.cursor, units, printer)
 
 
-def _units(store: JsonlStore, run_id: str, state: RunState) -> list[_Unit]:
+def _units(store: Store, run_id: str, state: RunState) -> list[_Unit]:
     log_dir = store.log_dir(run_id)
     planned = {p.name: p.items for p in state.started.steps} if state.started else {}
     units = []
@@ -89,7 +89,7 @@ def _units(store: JsonlStore, run_id: str, state: RunState) -> list[_Unit]:
     return units
 
 
-def _refuse_planted_dirs(store: JsonlStore, units: list[_Unit]) -> None:
+def _refuse_planted_dirs(store: Store, units: list[_Unit]) -> None:
     """Refuse a symlinked (or foreign-owned, world-writable) log directory on the way to any output file.
 
     ``O_NOFOLLOW`` only guards a path's last component; the directories above it are
@@ -146,7 +146,7 @@ class _Printer:
         click.echo(clean(text, self.raw), nl=False, color=True if self.raw else None)
 
 
-def _follow(store: JsonlStore, run_id: str, cursor: Cursor, units: list[_Unit], printer: _Printer) -> None:
+def _follow(store: Store, run_id: str, cursor: Cursor, units: list[_Unit], printer: _Printer) -> None:
     """Print output as it grows until the run has a terminal event (or its dead writer is reconciled)."""
     polls = 0
     while True:

@@ -13,7 +13,7 @@ from cli.errors import ExitCode, UserError
 from cli.output import OutputFormat, clean, emit_json, output_options
 from cli.target import Target
 from journal.errors import JournalError
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.liveness import DEFAULT_LEASE_INTERVALS
 from projections.reconcile import ReconcileResult, reconcile_run
 
@@ -88,7 +88,7 @@ def _operator_text(runs: tuple[str, ...], operator: bool, reason_text: str | Non
 
 
 def _reconcile_all(
-    store: JsonlStore, run_ids: list[str], dry_run: bool, operator: str | None, lease: float
+    store: Store, run_ids: list[str], dry_run: bool, operator: str | None, lease: float
 ) -> Iterator[dict[str, Any]]:
     show_progress = sys.stderr.isatty() and len(run_ids) > 50
     for index, run_id in enumerate(run_ids, 1):

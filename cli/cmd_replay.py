@@ -14,10 +14,10 @@ from cli.output import (
     emit_text,
     output_options,
 )
+from cli.target import Target
 from cli.textfmt import status_with_reason
 from cli.textviews import EVENT_HEADER, event_text, progress_text, step_table
 from cli.views import display_reason, display_status, event_object
-from cli.target import Target
 from journal.events import Event
 from projections.fold import fold_steps
 from projections.reconcile import CurrentState, current_state

@@ -14,6 +14,7 @@ from cli.launch import LaunchSpec, begin_run
 from cli.progress import Progress
 from cli.runner import Runner, SkipPlan, skip_plan_from, stop_signals
 from cli.supervisor import spawn
+from cli.target import Target
 from cli.workflow import (
     Step,
     Workflow,
@@ -23,10 +24,9 @@ from cli.workflow import (
     load_workflow,
     read_workflow_bytes,
 )
-from cli.target import Target
 from journal.ids import new_run_id
 from journal.run import DEFAULT_HEARTBEAT_INTERVAL
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.reconcile import current_state
 
 _INPUT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -159,7 +159,7 @@ def _check_name(name: str) -> str:
         raise UserError(str(exc)) from None
 
 
-def _launch(store: JsonlStore, spec: LaunchSpec, *, detach: bool, echo: bool = False) -> None:
+def _launch(store: Store, spec: LaunchSpec, *, detach: bool, echo: bool = False) -> None:
     if detach:
         click.echo(spawn(store, spec))
         sys.exit(ExitCode.OK)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cli.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
+from cli.target import Target
 from cli.textfmt import duration_text, local_time, status_with_reason
 from cli.textviews import event_detail, progress_text, step_table
 from cli.views import (
@@ -20,7 +21,6 @@ from cli.views import (
     run_detail,
     run_duration,
 )
-from cli.target import Target
 from projections.reconcile import CurrentState, current_state
 
 

@@ -17,8 +17,6 @@ from projections.history import UNREADABLE, HistoryRow
 from projections.index import parse_time
 
 
-
-
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:
     """How long the run ran: to its terminal event; abandoned runs to their last progress; else to ``now``."""
     if row.status == UNREADABLE:

@@ -23,7 +23,7 @@ from cli.workflow import Workflow, workflow_from_data
 from journal.errors import JournalError
 from journal.fsio import ensure_private_dir, open_regular
 from journal.run import Run, start_run
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.history import UNREADABLE, HistoryRow, history_rows
 
 
@@ -66,7 +66,7 @@ class LaunchSpec:
                    SkipPlan.from_data(doc["skip"]), bool(doc["allow_concurrent"]))
 
 
-def begin_run(store: JsonlStore, spec: LaunchSpec) -> Run:
+def begin_run(store: Store, spec: LaunchSpec) -> Run:
     """Create the run (its ``started`` event), unless the workflow has a live run; this process is the writer."""
     workflow = spec.workflow
     with workflow_lock(store, workflow.name):
@@ -81,7 +81,7 @@ def begin_run(store: JsonlStore, spec: LaunchSpec) -> Run:
         )
 
 
-def live_runs(store: JsonlStore, workflow: str) -> Iterator[HistoryRow]:
+def live_runs(store: Store, workflow: str) -> Iterator[HistoryRow]:
     """Runs of ``workflow`` that are not over: alive, or of unknown liveness (orphans get reconciled first).
 
     Read through the history index, so finished runs cost nothing however many there are.
@@ -97,7 +97,7 @@ _NOT_LIVE = frozenset({"succeeded", "failed", "cancelled", "abandoned", "abandon
 
 
 @contextlib.contextmanager
-def workflow_lock(store: JsonlStore, workflow: str) -> Iterator[None]:
+def workflow_lock(store: Store, workflow: str) -> Iterator[None]:
     """Hold an exclusive lock per workflow name (``locks/`` under the root) while inside.
 
     A database store has its own lock, shared by every host.

@@ -22,7 +22,7 @@ import orjson
 
 from journal.fsio import ensure_private_dir, fsync_dir, open_regular
 from journal.ids import validate_run_id
-from journal.store import JsonlStore
+from journal.store import Store
 
 SUPERVISOR_OUTPUT = "supervisor.out"
 CANCEL_SUFFIX = ".cancel"
@@ -57,18 +57,18 @@ def open_unit_log(log_dir: Path, step: str, item: str | None = None) -> int:
     return open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
 
 
-def ensure_log_dir(store: JsonlStore, run_id: str) -> Path:
+def ensure_log_dir(store: Store, run_id: str) -> Path:
     """The run's private log directory, created if missing."""
     ensure_private_dir(store.logs_dir)
     return ensure_private_dir(store.log_dir(run_id))
 
 
-def cancel_request_path(store: JsonlStore, run_id: str) -> Path:
+def cancel_request_path(store: Store, run_id: str) -> Path:
     """Where a cancel request for ``run_id`` is written."""
     return store.runs_dir / f"{validate_run_id(run_id)}{CANCEL_SUFFIX}"
 
 
-def write_cancel_request(store: JsonlStore, run_id: str, by: str, reason: str | None) -> Path:
+def write_cancel_request(store: Store, run_id: str, by: str, reason: str | None) -> Path:
     """Write the cancel request atomically (temp file, fsync, rename), 0600."""
     final = cancel_request_path(store, run_id)
     tmp = final.with_name(f".{final.name}.{os.getpid()}")
@@ -84,7 +84,7 @@ def write_cancel_request(store: JsonlStore, run_id: str, by: str, reason: str | 
     return final
 
 
-def read_cancel_request(store: JsonlStore, run_id: str) -> tuple[str, str | None] | None:
+def read_cancel_request(store: Store, run_id: str) -> tuple[str, str | None] | None:
     """``(by, reason)`` from the run's cancel request, or None if there is none (or it is unreadable)."""
     try:
         fd = open_regular(cancel_request_path(store, run_id), os.O_RDONLY)
@@ -102,7 +102,7 @@ def read_cancel_request(store: JsonlStore, run_id: str) -> tuple[str, str | None
     return by[:MAX_CANCEL_FIELD], reason[:MAX_CANCEL_FIELD] if isinstance(reason, str) else None
 
 
-def clear_cancel_request(store: JsonlStore, run_id: str) -> None:
+def clear_cancel_request(store: Store, run_id: str) -> None:
     """Remove a consumed (or stale) cancel request."""
     try:
         os.unlink(cancel_request_path(store, run_id))

@@ -33,7 +33,7 @@ from cli.runfiles import clear_cancel_request, ensure_log_dir, open_unit_log, re
 from cli.workflow import Step, Workflow
 from journal.events import Event, FailReason
 from journal.run import Run
-from journal.store import JsonlStore
+from journal.store import Store
 from projections.state import RunState
 
 _SIGNAL_REASONS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "terminal closed"}
@@ -116,7 +116,7 @@ class Runner:
 
     def __init__(
         self,
-        store: JsonlStore,
+        store: Store,
         workflow: Workflow,
         *,
         skip: SkipPlan | None = None,

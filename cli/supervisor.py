@@ -28,14 +28,14 @@ import orjson
 from cli.errors import STATUS_EXIT_CODES, ExitCode, JournalClickError
 from cli.launch import LaunchSpec, begin_run
 from cli.runfiles import SUPERVISOR_OUTPUT, ensure_log_dir
-from cli.sanitize import sanitize
 from cli.runner import Runner, stop_signals
+from cli.sanitize import sanitize
+from cli.target import Target
 from journal.errors import JournalError
 from journal.fsio import open_regular
 from journal.pgschema import is_postgres_url
 from journal.root import STORE_ENV
-from journal.store import JsonlStore
-from journal.stores import open_store
+from journal.store import Store
 
 READY_TIMEOUT = 60.0
 """Seconds the client waits for the supervisor to create the run."""
@@ -43,7 +43,7 @@ READY_TIMEOUT = 60.0
 MAX_REPLY = 65536
 
 
-def spawn(store: JsonlStore, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> str:
+def spawn(store: Store, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> str:
     """Start a supervisor for ``spec`` and return the run id once the run exists; raise on refusal."""
     output = ensure_log_dir(store, spec.run_id) / SUPERVISOR_OUTPUT
     out_fd = open_regular(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -138,8 +138,8 @@ def _reply(fd: int, doc: dict[str, object]) -> None:
 
 def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
     """Be the writer of the run described by ``spec``: create it, report, run it; return the exit code."""
-    url = os.environ.get(STORE_ENV)
-    store = open_store(url, local_root=root) if url and is_postgres_url(url) else JsonlStore(root)
+    url = os.environ.get(STORE_ENV)  # set by spawn() for a database store only
+    store = Target(root, url if url and is_postgres_url(url) else None).open()
     runner = Runner(store, spec.workflow, skip=spec.skip, inputs=spec.inputs)
     with stop_signals(runner, (signal.SIGINT, signal.SIGTERM)):
         try:

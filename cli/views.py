@@ -18,7 +18,6 @@ from projections.liveness import Verdict
 from projections.reconcile import CurrentState
 from projections.state import ItemState, RunState, StepState
 
-
 _ENDED = ("succeeded", "failed", "skipped")
 
 

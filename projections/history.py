@@ -22,7 +22,7 @@ from journal.layout import StoreLayout
 from projections.index import HistoryIndex, Progress, RunSummary, summarize
 
 if TYPE_CHECKING:
-    from journal.store import JsonlStore
+    from journal.store import Store
     from projections.reconcile import CurrentState
 
 UNREADABLE = "unreadable"
@@ -83,7 +83,7 @@ def _current_row(layout: StoreLayout, summary: RunSummary, reconcile: bool, opti
 
 
 def run_states(
-    store: JsonlStore,
+    store: Store,
     *,
     reconcile: bool = True,
     now: datetime | None = None,

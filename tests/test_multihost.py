@@ -297,6 +297,18 @@ def assert_reconnected_writer_fenced(url: str, run_id: str) -> None:
         store.close()
 
 
+def wait_for_abandoned(reader: Reader, a: WriterHost, b: WriterHost) -> dict[str, dict[str, Any]]:
+    """Poll the reader's history until all of A's runs are abandoned, asserting B's stay running on every read."""
+
+    def a_abandoned() -> dict[str, dict[str, Any]] | None:
+        rows = reader.history()
+        for run_id in b.runs:
+            assert rows[run_id]["status"] == "running", f"host B's run was judged dead: {rows[run_id]}"
+        return rows if all(rows[run_id]["status"] == "abandoned" for run_id in a.runs) else None
+
+    return wait_for(a_abandoned, "host A's runs to be recorded abandoned", timeout=SESSION_DROP_TIMEOUT, every=0.05)
+
+
 def test_killed_host_runs_are_abandoned_by_a_reader_on_another_host(
     launch: Callable[[str, int], WriterHost], reader: Reader, db: Any
 ) -> None:
@@ -311,13 +323,7 @@ def test_killed_host_runs_are_abandoned_by_a_reader_on_another_host(
 
     a.kill()
 
-    def a_abandoned() -> dict[str, dict[str, Any]] | None:
-        rows = reader.history()
-        for run_id in b.runs:
-            assert rows[run_id]["status"] == "running", f"host B's run was judged dead: {rows[run_id]}"
-        return rows if all(rows[run_id]["status"] == "abandoned" for run_id in a.runs) else None
-
-    rows = wait_for(a_abandoned, "host A's runs to be recorded abandoned", timeout=SESSION_DROP_TIMEOUT, every=0.05)
+    rows = wait_for_abandoned(reader, a, b)
     for run_id in a.runs:
         assert rows[run_id]["reason"] == "writer-session-ended", rows[run_id]
         assert rows[run_id]["host"] == "host-a"
@@ -357,13 +363,7 @@ def test_partitioned_host_is_fenced_after_its_runs_are_abandoned(
     ).fetchall()
     assert sorted(terminated) == sorted((name, True) for name in names), terminated
 
-    def a_abandoned() -> dict[str, dict[str, Any]] | None:
-        rows = reader.history()
-        for run_id in b.runs:
-            assert rows[run_id]["status"] == "running", f"host B's run was judged dead: {rows[run_id]}"
-        return rows if all(rows[run_id]["status"] == "abandoned" for run_id in a.runs) else None
-
-    rows = wait_for(a_abandoned, "host A's runs to be recorded abandoned", timeout=SESSION_DROP_TIMEOUT, every=0.05)
+    rows = wait_for_abandoned(reader, a, b)
     for run_id in a.runs:
         assert rows[run_id]["reason"] == "writer-session-ended", rows[run_id]
         assert_abandoned_by_reader(reader.show(run_id), "host-a")
@@ -372,7 +372,7 @@ def test_partitioned_host_is_fenced_after_its_runs_are_abandoned(
 
     a.signal(signal.SIGCONT)
     fenced = a.wait_fenced(timeout=15)
-    for run_id, line in fenced.items():
+    for line in fenced.values():
         assert line["error"] in FENCE_ERRORS, line
     assert a.proc.poll() is None, "host A must survive its refused appends"
 
