@@ -35,8 +35,8 @@ def naive_history(runs_dir: Path) -> list[dict[str, Any]]:
 
     No hash chain, no seq checks, no index: what a straightforward history would do.
     """
-    from journal.events import EVENT_ADAPTER
-    from projections.fold import fold
+    from runjournal.journal.events import EVENT_ADAPTER
+    from runjournal.projections.fold import fold
 
     rows = []
     for name in sorted(os.listdir(runs_dir), reverse=True):

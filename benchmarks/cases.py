@@ -26,11 +26,11 @@ from benchmarks.measure import (
     interleave,
     run_child,
 )
-from journal.codec import GENESIS_HASH, encode_line
-from journal.events import Heartbeat, StepProgress
-from journal.run import start_run
-from journal.store import JsonlStore
-from projections.index import INDEX_DIR, HistoryIndex
+from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.events import Heartbeat, StepProgress
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.projections.index import INDEX_DIR, HistoryIndex
 
 PY = sys.executable
 
@@ -90,7 +90,7 @@ class Row:
 
 def command_available(name: str) -> str | None:
     """None if ``runjournal NAME`` exists, else why not (its module is not written yet)."""
-    from cli.main import COMMANDS
+    from runjournal.cli.main import COMMANDS
 
     target = COMMANDS.get(name)
     if target is None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from journal.codec import GENESIS_HASH, encode_line
-from journal.events import (
+from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.events import (
     Abandoned,
     Cancelled,
     CheckerIdentity,
@@ -29,7 +29,7 @@ from journal.events import (
     Succeeded,
     WriterIdentity,
 )
-from journal.procfacts import boot_id, host_name
+from runjournal.journal.procfacts import boot_id, host_name
 
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 STEPS = ["checkout", "build", "test", "deploy"]

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import click  # noqa: E402,F401  (the CLI pays for it; so does this)
 import orjson  # noqa: E402
 
-from projections.index import HistoryIndex  # noqa: E402
+from runjournal.projections.index import HistoryIndex  # noqa: E402
 
 
 class DirectoryStore:
@@ -38,13 +38,13 @@ class DirectoryStore:
 
     def path(self, run_id: str) -> Path:
         """A run's journal (the JsonlStore validates the id; the fallback below uses it)."""
-        from journal.store import JsonlStore
+        from runjournal.journal.store import JsonlStore
 
         return JsonlStore(self.root).path(run_id)
 
     def read(self, run_id: str, cursor: object = None) -> object:
         """Delegate to the real store when a run must be folded."""
-        from journal.store import JsonlStore
+        from runjournal.journal.store import JsonlStore
 
         return JsonlStore(self.root).read(run_id, cursor)  # type: ignore[arg-type]
 

@@ -108,7 +108,7 @@ def cli_argv() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("runjournal")
-    return [found] if found else [sys.executable, "-m", "cli.main"]
+    return [found] if found else [sys.executable, "-m", "runjournal"]
 
 
 def child_env() -> dict[str, str]:

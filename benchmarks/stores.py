@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from journal.pgschema import redact  # noqa: E402
-from journal.run import Run, start_run  # noqa: E402
-from journal.stores import open_store  # noqa: E402
+from runjournal.journal.pgschema import redact  # noqa: E402
+from runjournal.journal.run import Run, start_run  # noqa: E402
+from runjournal.journal.stores import open_store  # noqa: E402
 
 KINDS = {"state": "state", "heartbeat": "none"}
 """Event kind -> the writer's durability."""
@@ -194,7 +194,7 @@ def start_cluster() -> tuple[Any, str]:
 
 def server_settings(url: str) -> dict[str, str]:
     """The server's durability settings, printed with the results so nobody mistakes an fsync=off run."""
-    from journal.pgconn import connect
+    from runjournal.journal.pgconn import connect
 
     with connect(url, application_name="runjournal bench") as conn:
         return {name: conn.execute(f"SHOW {name}").fetchone()[0]

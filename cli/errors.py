@@ -7,8 +7,8 @@ from typing import IO, Any
 
 import click
 
-from cli.sanitize import sanitize
-from journal.errors import (
+from runjournal.cli.rendering.sanitize import sanitize
+from runjournal.journal.errors import (
     AmbiguousRunIdError,
     InvalidRunIdError,
     JournalError,

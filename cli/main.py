@@ -18,27 +18,27 @@ from typing import Any
 
 import click
 
-from cli.errors import ExitCode, JournalClickError
-from cli.target import Target
-from journal import __version__
-from journal.errors import JournalError
-from journal.root import ROOT_ENV, STORE_ENV, default_root
+from runjournal.cli.errors import ExitCode, JournalClickError
+from runjournal.cli.target import Target
+from runjournal.journal import __version__
+from runjournal.journal.errors import JournalError
+from runjournal.journal.root import ROOT_ENV, STORE_ENV, default_root
 
 COMMANDS: dict[str, str] = {
-    "run": "cli.cmd_run:run",
-    "exec": "cli.cmd_run:exec_command",
-    "rerun": "cli.cmd_run:rerun",
-    "cancel": "cli.cmd_cancel:cancel",
-    "history": "cli.cmd_history:history",
-    "show": "cli.cmd_show:show",
-    "replay": "cli.cmd_replay:replay",
-    "follow": "cli.cmd_follow:follow",
-    "logs": "cli.cmd_logs:logs",
-    "reconcile": "cli.cmd_reconcile:reconcile",
-    "verify": "cli.cmd_verify:verify",
-    "export": "cli.cmd_transfer:export",
-    "import": "cli.cmd_transfer:import_",
-    "schema": "cli.cmd_schema:schema",
+    "run": "runjournal.cli.commands.run:run",
+    "exec": "runjournal.cli.commands.run:exec_command",
+    "rerun": "runjournal.cli.commands.run:rerun",
+    "cancel": "runjournal.cli.commands.cancel:cancel",
+    "history": "runjournal.cli.commands.history:history",
+    "show": "runjournal.cli.commands.show:show",
+    "replay": "runjournal.cli.commands.replay:replay",
+    "follow": "runjournal.cli.commands.follow:follow",
+    "logs": "runjournal.cli.commands.logs:logs",
+    "reconcile": "runjournal.cli.commands.reconcile:reconcile",
+    "verify": "runjournal.cli.commands.verify:verify",
+    "export": "runjournal.cli.commands.transfer:export",
+    "import": "runjournal.cli.commands.transfer:import_",
+    "schema": "runjournal.cli.commands.schema:schema",
 }
 """Command name -> ``module:attribute`` of its click command."""
 

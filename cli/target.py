@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from journal.pgschema import is_postgres_url, redact
+from runjournal.journal.pgschema import is_postgres_url, redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class Target:
 
     def open(self) -> Any:
         """The store (a :class:`journal.store.Store`)."""
-        from journal.stores import open_store
+        from runjournal.journal.stores import open_store
 
         return open_store(self.url, local_root=self.root) if self.url else open_store(self.root)
 

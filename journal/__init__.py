@@ -3,4 +3,4 @@
 Nothing in this package imports from ``projections`` or ``cli``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
-from journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSION, Event
+from runjournal.journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
+from runjournal.journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSION, Event
 
 MAX_LINE_BYTES = 1024 * 1024
 """Longest accepted line, newline included (1 MiB). Longer lines are corrupt."""

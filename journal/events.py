@@ -28,7 +28,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from journal.ids import RUN_ID_PATTERN
+from runjournal.journal.ids import RUN_ID_PATTERN
 
 SCHEMA_VERSION = 1
 """Current schema version of every event type (``v``)."""

@@ -13,7 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
-from journal.errors import JournalWriteError, UnsafePathError
+from runjournal.journal.errors import JournalWriteError, UnsafePathError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)

@@ -6,9 +6,9 @@ import getpass
 import os
 import sys
 
-from journal import __version__
-from journal.events import CheckerIdentity, WriterIdentity
-from journal.procfacts import boot_id, host_name, own_start_ticks
+from runjournal.journal import __version__
+from runjournal.journal.events import CheckerIdentity, WriterIdentity
+from runjournal.journal.procfacts import boot_id, host_name, own_start_ticks
 
 
 def current_user() -> str:

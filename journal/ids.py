@@ -12,7 +12,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from journal.errors import InvalidRunIdError
+from runjournal.journal.errors import InvalidRunIdError
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Allowed run ids: ASCII letters, digits, ``.``, ``_``, ``-``; first an alphanumeric; at most 128."""

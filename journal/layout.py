@@ -16,9 +16,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from journal.errors import AmbiguousRunIdError, RunNotFoundError, UnsafePathError
-from journal.ids import validate_prefix, validate_run_id
-from journal.root import default_root
+from runjournal.journal.errors import AmbiguousRunIdError, RunNotFoundError, UnsafePathError
+from runjournal.journal.ids import validate_prefix, validate_run_id
+from runjournal.journal.root import default_root
 
 RUN_SUFFIX = ".jsonl"
 

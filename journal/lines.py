@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from journal.codec import MAX_LINE_BYTES
+from runjournal.journal.codec import MAX_LINE_BYTES
 
 CHUNK_BYTES = 1 << 20
 

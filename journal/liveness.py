@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from journal.events import WriterIdentity
-from journal.procfacts import ProcessInfo, boot_id, host_name, process_info
-from journal.store import Store
+from runjournal.journal.events import WriterIdentity
+from runjournal.journal.procfacts import ProcessInfo, boot_id, host_name, process_info
+from runjournal.journal.store import Store
 
 
 @dataclass(frozen=True, slots=True)

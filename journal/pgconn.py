@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from journal.errors import RunExistsError, StoreUnavailableError
-from journal.pgschema import SCHEMA_LOCK_KEY, SCHEMA_SQL, WRITER_CLIENT_KEEPALIVES, WRITER_KEEPALIVE_OPTIONS, redact
+from runjournal.journal.errors import RunExistsError, StoreUnavailableError
+from runjournal.journal.pgschema import SCHEMA_LOCK_KEY, SCHEMA_SQL, WRITER_CLIENT_KEEPALIVES, WRITER_KEEPALIVE_OPTIONS, redact
 
 CONNECT_TIMEOUT_SECONDS = 10
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from journal.codec import decode_line
-from journal.events import Event
-from journal.lines import RawLine
-from journal.pgconn import translate_errors
-from journal.reader import Cursor, Record, check_sequence
+from runjournal.journal.codec import decode_line
+from runjournal.journal.events import Event
+from runjournal.journal.lines import RawLine
+from runjournal.journal.pgconn import translate_errors
+from runjournal.journal.reader import Cursor, Record, check_sequence
 
 if TYPE_CHECKING:
-    from journal.pgstore import PgStore  # the store imports this module
+    from runjournal.journal.pgstore import PgStore  # the store imports this module
 
 READ_BATCH = 2000
 """Lines fetched per query while reading a run: bounded memory for a run of any length."""

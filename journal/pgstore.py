@@ -21,20 +21,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from journal.codec import GENESIS_HASH, decode_line
-from journal.errors import (
+from runjournal.journal.codec import GENESIS_HASH, decode_line
+from runjournal.journal.errors import (
     AmbiguousRunIdError,
     RunExistsError,
     RunLockedError,
     RunNotFoundError,
     StoreUnavailableError,
 )
-from journal.events import Started
-from journal.ids import validate_prefix, validate_run_id
-from journal.layout import StoreLayout
-from journal.pgconn import connect, translate_errors
-from journal.pgreader import READ_BATCH, PgRunReader
-from journal.pgschema import (
+from runjournal.journal.events import Started
+from runjournal.journal.ids import validate_prefix, validate_run_id
+from runjournal.journal.layout import StoreLayout
+from runjournal.journal.pgconn import connect, translate_errors
+from runjournal.journal.pgreader import READ_BATCH, PgRunReader
+from runjournal.journal.pgschema import (
     HELD_RUN_LOCKS_SQL,
     LOCK_HOLDER_SQL,
     NOTIFY_CHANNEL,
@@ -42,9 +42,9 @@ from journal.pgschema import (
     lock_parts,
     redact,
 )
-from journal.pgwriter import PgLockedRun, PgRunWriter
-from journal.reader import Cursor
-from journal.writer import Clock, Durability, utc_now
+from runjournal.journal.pgwriter import PgLockedRun, PgRunWriter
+from runjournal.journal.reader import Cursor
+from runjournal.journal.writer import Clock, Durability, utc_now
 
 
 @dataclass(frozen=True, slots=True)

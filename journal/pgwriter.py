@@ -9,18 +9,18 @@ import errno
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from journal.codec import GENESIS_HASH, encode_line
-from journal.errors import JournalWriteError, WriterClosedError, WriterFencedError
-from journal.events import TERMINAL_TYPES, Abandoned, Event, Started
-from journal.pgconn import connect, translate_errors
-from journal.pgreader import PgRunReader
-from journal.pgschema import FENCED_INSERT, lock_key, lock_parts
-from journal.reader import Cursor
-from journal.repair import LockedRun
-from journal.writer import Clock, Durability, RunWriter
+from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.errors import JournalWriteError, WriterClosedError, WriterFencedError
+from runjournal.journal.events import TERMINAL_TYPES, Abandoned, Event, Started
+from runjournal.journal.pgconn import connect, translate_errors
+from runjournal.journal.pgreader import PgRunReader
+from runjournal.journal.pgschema import FENCED_INSERT, lock_key, lock_parts
+from runjournal.journal.reader import Cursor
+from runjournal.journal.repair import LockedRun
+from runjournal.journal.writer import Clock, Durability, RunWriter
 
 if TYPE_CHECKING:
-    from journal.pgstore import PgStore  # the store imports this module
+    from runjournal.journal.pgstore import PgStore  # the store imports this module
 
 
 class PgRunWriter(RunWriter):

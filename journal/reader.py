@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from journal.codec import GENESIS_HASH, MAX_LINE_BYTES, decode_line
-from journal.errors import CorruptLineError, SequenceError
-from journal.events import Event
-from journal.fsio import open_regular
-from journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
+from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, decode_line
+from runjournal.journal.errors import CorruptLineError, SequenceError
+from runjournal.journal.events import Event
+from runjournal.journal.fsio import open_regular
+from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
 
 REREAD_ATTEMPTS = 4
 """How often a bad line is read again before it is reported (see ``RunReader._records``)."""

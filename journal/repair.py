@@ -28,14 +28,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from journal.crashpoints import crash_point
-from journal.errors import JournalWriteError, NotReconcilableError
-from journal.events import TERMINAL_TYPES, Abandoned, Event, QuarantinedTail
-from journal.fsio import fsync_dir, open_regular
-from journal.lines import TornTail
-from journal.reader import RunReader
-from journal.store import JsonlStore
-from journal.writer import RunWriter
+from runjournal.journal.crashpoints import crash_point
+from runjournal.journal.errors import JournalWriteError, NotReconcilableError
+from runjournal.journal.events import TERMINAL_TYPES, Abandoned, Event, QuarantinedTail
+from runjournal.journal.fsio import fsync_dir, open_regular
+from runjournal.journal.lines import TornTail
+from runjournal.journal.reader import RunReader
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.writer import RunWriter
 
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
 """Errors that mean "this journal cannot be written by us", not "something broke"."""

@@ -2,7 +2,7 @@
 
 ::
 
-    from journal.run import start_run
+    from runjournal.journal.run import start_run
 
     with start_run("deploy", steps=["build", "ship"], root=".runjournal") as run:
         run.step_started("build")
@@ -23,8 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from journal.errors import JournalError, WriterClosedError
-from journal.events import (
+from runjournal.journal.errors import JournalError, WriterClosedError
+from runjournal.journal.events import (
     TERMINAL_TYPES,
     Cancelled,
     Event,
@@ -38,10 +38,10 @@ from journal.events import (
     Succeeded,
     WriterIdentity,
 )
-from journal.identity import writer_identity
-from journal.ids import new_run_id
-from journal.store import JsonlStore, Store
-from journal.writer import Clock, Durability, RunWriter, utc_now
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.ids import new_run_id
+from runjournal.journal.store import JsonlStore, Store
+from runjournal.journal.writer import Clock, Durability, RunWriter, utc_now
 
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 """Seconds between heartbeats when the producer does not say."""

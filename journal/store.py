@@ -13,8 +13,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from journal.codec import GENESIS_HASH, decode_line, encode_line
-from journal.errors import (
+from runjournal.journal.codec import GENESIS_HASH, decode_line, encode_line
+from runjournal.journal.errors import (
     CorruptLineError,
     JournalError,
     JournalWriteError,
@@ -22,13 +22,13 @@ from journal.errors import (
     RunLockedError,
     RunNotFoundError,
 )
-from journal.events import Started
-from journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
-from journal.ids import validate_run_id
-from journal.layout import RUN_SUFFIX, StoreLayout
-from journal.lines import RawLine, TornTail, iter_raw_lines
-from journal.reader import Cursor, RunReader, scan_to_end
-from journal.writer import Clock, Durability, RunWriter, utc_now
+from runjournal.journal.events import Started
+from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
+from runjournal.journal.ids import validate_run_id
+from runjournal.journal.layout import RUN_SUFFIX, StoreLayout
+from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
+from runjournal.journal.reader import Cursor, RunReader, scan_to_end
+from runjournal.journal.writer import Clock, Durability, RunWriter, utc_now
 
 __all__ = ["RUN_SUFFIX", "JsonlStore", "Store", "StoreLayout"]
 
@@ -75,7 +75,7 @@ class JsonlStore(StoreLayout):
 
     def locked_run(self, run_id: str) -> AbstractContextManager[Any]:
         """Hold ``run_id``'s lock for a ``with`` block, to repair and reconcile it (:mod:`journal.repair`)."""
-        from journal.repair import locked_run  # repair builds on this module
+        from runjournal.journal.repair import locked_run  # repair builds on this module
 
         return locked_run(self, run_id)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from journal.pgschema import is_postgres_url
-from journal.store import JsonlStore, Store
+from runjournal.journal.pgschema import is_postgres_url
+from runjournal.journal.store import JsonlStore, Store
 
 
 def open_store(target: str | Path | None, *, local_root: Path | None = None) -> Store:
@@ -15,7 +15,7 @@ def open_store(target: str | Path | None, *, local_root: Path | None = None) -> 
     requests); None means the default root.
     """
     if isinstance(target, str) and is_postgres_url(target):
-        from journal.pgstore import PgStore  # psycopg only when asked for
+        from runjournal.journal.pgstore import PgStore  # psycopg only when asked for
 
         return PgStore(target, local_root=local_root)
     return JsonlStore(target)

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from journal.codec import encode_line
-from journal.crashpoints import crash_point
-from journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
-from journal.events import SYNCED_TYPES, Event
-from journal.fsio import sync_data
-from journal.lines import TornTail
-from journal.reader import Cursor
+from runjournal.journal.codec import encode_line
+from runjournal.journal.crashpoints import crash_point
+from runjournal.journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
+from runjournal.journal.events import SYNCED_TYPES, Event
+from runjournal.journal.fsio import sync_data
+from runjournal.journal.lines import TornTail
+from runjournal.journal.reader import Cursor
 
 Durability = Literal["state", "all", "none"]
 Clock = Callable[[], datetime]

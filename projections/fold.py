@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from journal.events import TERMINAL_TYPES, Event, Started, StepProgress
-from projections.state import Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
+from runjournal.journal.events import TERMINAL_TYPES, Event, Started, StepProgress
+from runjournal.projections.state import Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
 
 STATUS_AFTER: dict[str, str | None] = {
     "started": "running",

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from journal.errors import JournalError
-from journal.layout import StoreLayout
-from projections.index import HistoryIndex, Progress, RunSummary, summarize
+from runjournal.journal.errors import JournalError
+from runjournal.journal.layout import StoreLayout
+from runjournal.projections.index import HistoryIndex, Progress, RunSummary, summarize
 
 if TYPE_CHECKING:
-    from journal.store import Store
-    from projections.reconcile import CurrentState
+    from runjournal.journal.store import Store
+    from runjournal.projections.reconcile import CurrentState
 
 UNREADABLE = "unreadable"
 """Status shown for a run whose journal could not be read to its end."""
@@ -56,7 +56,7 @@ def history_rows(
     """
     options = _options(now, lease_intervals)
     if getattr(layout, "lock_scope", "host") == "server":
-        from projections.pgfolds import FoldCache  # a database store keeps its read model in the database
+        from runjournal.projections.pgfolds import FoldCache  # a database store keeps its read model in the database
 
         summaries: Iterator[RunSummary] = FoldCache(layout, progress=progress).summaries()  # type: ignore[arg-type]
     else:
@@ -71,8 +71,8 @@ def history_rows(
 
 
 def _current_row(layout: StoreLayout, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
-    from journal.store import JsonlStore  # lazily: start-up cost (see the module docstring)
-    from projections.reconcile import current_state
+    from runjournal.journal.store import JsonlStore  # lazily: start-up cost (see the module docstring)
+    from runjournal.projections.reconcile import current_state
 
     store = layout if isinstance(layout, JsonlStore) or hasattr(layout, "url") else JsonlStore(layout.root)
     try:
@@ -94,8 +94,8 @@ def run_states(
     A run that cannot be read (a corrupt line, an unsafe file) is yielded with ``error``
     set and the state empty, so one bad journal never hides the others.
     """
-    from projections.reconcile import CurrentState, current_state  # lazily: start-up cost
-    from projections.state import RunState
+    from runjournal.projections.reconcile import CurrentState, current_state  # lazily: start-up cost
+    from runjournal.projections.state import RunState
 
     options = _options(now, lease_intervals)
     for run_id in sorted(store.run_ids(), reverse=True):

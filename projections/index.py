@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from journal.crashpoints import crash_point
-from journal.errors import CorruptLineError, JournalError
-from journal.fsio import ensure_private_dir, open_regular
-from projections.index_shards import (
+from runjournal.journal.crashpoints import crash_point
+from runjournal.journal.errors import CorruptLineError, JournalError
+from runjournal.journal.fsio import ensure_private_dir, open_regular
+from runjournal.projections.index_shards import (
     _DEV,
     _INO,
     _LINE,
@@ -69,9 +69,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from journal.reader import Cursor, RunReader
-    from journal.store import JsonlStore
-    from projections.state import RunState
+    from runjournal.journal.reader import Cursor, RunReader
+    from runjournal.journal.store import JsonlStore
+    from runjournal.projections.state import RunState
 
 INDEX_DIR = "index"
 """The index's directory under the journal root."""
@@ -173,7 +173,7 @@ def fold_tail(
     reader raises (corrupt line, broken chain, missing file).
     """
     # Imported here: the fold pulls in pydantic, which a warm, unchanged index never needs.
-    from projections.fold import fold
+    from runjournal.projections.fold import fold
 
     reader = store.read(run_id, cursor)
     return fold(reader.events(), start=state), reader
@@ -251,8 +251,8 @@ class HistoryIndex:
         Raises like :func:`fold_tail`. Finished runs keep only a summary in the index, so
         their state is folded from the file.
         """
-        from journal.reader import Cursor
-        from projections.state import state_from_json
+        from runjournal.journal.reader import Cursor
+        from runjournal.projections.state import state_from_json
 
         entry = self._entry(run_id)
         if entry is not None and len(entry) == _LONG:
@@ -350,9 +350,9 @@ def _fold_entry(
     ``strict``: raise on a bad line; otherwise keep the state before it and record the error
     (cached until the file changes, since the same bytes give the same error).
     """
-    from journal.reader import Cursor, RunReader
-    from projections.fold import fold
-    from projections.state import state_from_json, state_to_json
+    from runjournal.journal.reader import Cursor, RunReader
+    from runjournal.projections.fold import fold
+    from runjournal.projections.state import state_from_json, state_to_json
 
     try:
         path = store.path(run_id)

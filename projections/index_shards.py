@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from journal.crashpoints import crash_point
-from journal.errors import JournalError
-from journal.fsio import open_regular
+from runjournal.journal.crashpoints import crash_point
+from runjournal.journal.errors import JournalError
+from runjournal.journal.fsio import open_regular
 
 SHARDS = 64
 FORMAT = "runjournal-history-index"

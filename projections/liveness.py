@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from journal.events import AbandonReason
-from journal.liveness import WriterFacts
-from projections.state import RunState
+from runjournal.journal.events import AbandonReason
+from runjournal.journal.liveness import WriterFacts
+from runjournal.projections.state import RunState
 
 Liveness = Literal["alive", "dead", "unknown"]
 

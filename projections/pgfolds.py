@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
-from journal.errors import CorruptLineError
-from journal.pgconn import connect, translate_errors
-from journal.pgreader import PgRunReader
-from journal.reader import Cursor
-from projections.index import Progress, RunSummary, summary_row
+from runjournal.journal.errors import CorruptLineError
+from runjournal.journal.pgconn import connect, translate_errors
+from runjournal.journal.pgreader import PgRunReader
+from runjournal.journal.reader import Cursor
+from runjournal.projections.index import Progress, RunSummary, summary_row
 
 SUMMARIES_SQL = """
 SELECT r.run_id, f.last_seq, f.summary::text,
@@ -84,8 +84,8 @@ class FoldCache:
         )[0][0]
 
     def _fold(self, run_id: str, cached: bool) -> RunSummary:
-        from projections.fold import fold  # the event models only when something must be folded
-        from projections.state import state_to_json
+        from runjournal.projections.fold import fold  # the event models only when something must be folded
+        from runjournal.projections.state import state_to_json
 
         start, cursor = self._start(run_id) if cached else (None, None)
         reader = PgRunReader(self.store, run_id, cursor)  # listed from rj_runs: no existence check needed
@@ -102,7 +102,7 @@ class FoldCache:
         return tuple.__new__(RunSummary, (run_id, *row))
 
     def _start(self, run_id: str) -> tuple[Any, Cursor | None]:
-        from projections.state import state_from_json
+        from runjournal.projections.state import state_from_json
 
         rows = self.store.query(
             "SELECT last_seq, last_hash, byte_offset, state::text FROM rj_folds WHERE run_id = %s", (run_id,)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from journal.errors import (
+from runjournal.journal.errors import (
     FsyncFailedError,
     JournalError,
     JournalWriteError,
@@ -27,13 +27,13 @@ from journal.errors import (
     ShortWriteError,
     WriterClosedError,
 )
-from journal.identity import checker_identity
-from journal.liveness import observe_writer
-from journal.repair import LockedRun, is_read_only_error
-from journal.store import Store
-from projections.fold import fold
-from projections.liveness import DEFAULT_LEASE_INTERVALS, Verdict, judge, no_writer_verdict, operator_verdict
-from projections.state import RunState
+from runjournal.journal.identity import checker_identity
+from runjournal.journal.liveness import observe_writer
+from runjournal.journal.repair import LockedRun, is_read_only_error
+from runjournal.journal.store import Store
+from runjournal.projections.fold import fold
+from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS, Verdict, judge, no_writer_verdict, operator_verdict
+from runjournal.projections.state import RunState
 
 Action = Literal["abandoned", "would-abandon", "alive", "unknown", "terminal", "busy", "read-only"]
 """What reconciling a run did (or, with ``dry_run``, would do):

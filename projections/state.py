@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from journal.events import Abandoned, Cancelled, Failed, Started, Succeeded
+from runjournal.journal.events import Abandoned, Cancelled, Failed, Started, Succeeded
 
 RunStatus = Literal["empty", "running", "succeeded", "failed", "cancelled", "abandoned"]
 """``empty``: no ``started`` event yet (an empty or just-created file)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from journal.errors import JournalError
-from journal.verify import verify_lines
-from projections.reconcile import current_state
+from runjournal.journal.errors import JournalError
+from runjournal.journal.verify import verify_lines
+from runjournal.projections.reconcile import current_state
 
 Outcome = Literal["copied", "unchanged", "running", "conflict", "damaged"]
 """What happened to one run: ``copied``; ``unchanged`` (the destination already has the same

@@ -25,9 +25,9 @@ import resource
 import sys
 from pathlib import Path
 
-from journal.errors import JournalError
-from journal.run import start_run
-from journal.store import JsonlStore
+from runjournal.journal.errors import JournalError
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
 
 
 def say(text: str) -> None:

@@ -18,9 +18,9 @@ import os
 import sys
 import time
 
-from journal.errors import JournalError
-from journal.pgstore import PgStore
-from journal.run import Run, start_run
+from runjournal.journal.errors import JournalError
+from runjournal.journal.pgstore import PgStore
+from runjournal.journal.run import Run, start_run
 
 
 def say(obj: dict[str, object]) -> None:

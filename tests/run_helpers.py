@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from journal.events import Event, WriterIdentity
-from journal.identity import writer_identity
-from journal.procfacts import process_info
-from journal.run import Run, start_run
-from journal.store import JsonlStore
-from projections.fold import fold
-from projections.state import RunState
+from runjournal.journal.events import Event, WriterIdentity
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.procfacts import process_info
+from runjournal.journal.run import Run, start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.projections.fold import fold
+from runjournal.projections.state import RunState
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ def cli_argv(root: Path, *args: str) -> list[str]:
     """argv for running the real CLI in a subprocess."""
     if CONSOLE_SCRIPT.exists():
         return [str(CONSOLE_SCRIPT), "--root", str(root), *args]
-    return [sys.executable, "-m", "cli.main", "--root", str(root), *args]
+    return [sys.executable, "-m", "runjournal", "--root", str(root), *args]
 
 
 def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 15.0, every: float = 0.02) -> T:

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import cmd_replay, output
-from cli.main import cli
-from journal.events import Heartbeat, PlannedStep, WriterIdentity
-from journal.identity import writer_identity
-from journal.run import Run, start_run
+from runjournal.cli.commands import replay as cmd_replay
+from runjournal.cli.rendering import output
+from runjournal.cli.main import cli
+from runjournal.journal.events import Heartbeat, PlannedStep, WriterIdentity
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.run import Run, start_run
 
 T0 = datetime(2026, 1, 2, 14, 0, tzinfo=UTC)
 OK_ID = "20260102T140000000000Z-aaaa"

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from journal import codec
-from journal.codec import GENESIS_HASH, MAX_LINE_BYTES, chain_hash, decode_line, encode_line
-from journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
-from journal.events import Heartbeat
-from journal.testing import journal_lines, make_heartbeat, make_stream
+from runjournal.journal import codec
+from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, chain_hash, decode_line, encode_line
+from runjournal.journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
+from runjournal.journal.events import Heartbeat
+from runjournal.journal.testing import journal_lines, make_heartbeat, make_stream
 
 HEARTBEAT = {"v": 1, "run_id": "r1", "seq": 1, "ts": "2026-01-01T00:00:00.000000Z", "type": "heartbeat"}
 

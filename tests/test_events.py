@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from journal.codec import GENESIS_HASH, decode_line, encode_line
-from journal.events import (
+from runjournal.journal.codec import GENESIS_HASH, decode_line, encode_line
+from runjournal.journal.events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
     SYNCED_TYPES,
@@ -21,7 +21,7 @@ from journal.events import (
     Heartbeat,
     Started,
 )
-from journal.testing import EVENT_STRATEGIES, events, make_identity, make_started
+from runjournal.journal.testing import EVENT_STRATEGIES, events, make_identity, make_started
 
 ALL_TYPES = sorted(EVENT_TYPES)
 

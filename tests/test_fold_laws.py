@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal.events import EVENT_TYPES, TERMINAL_TYPES, Event
-from journal.testing import (
+from runjournal.journal.events import EVENT_TYPES, TERMINAL_TYPES, Event
+from runjournal.journal.testing import (
     event_streams,
     events,
     make_abandoned,
@@ -20,8 +20,8 @@ from journal.testing import (
     make_succeeded,
     scrambled_streams,
 )
-from projections.fold import STATUS_AFTER, fold, fold_steps
-from projections.state import RunState, state_from_json, state_to_json
+from runjournal.projections.fold import STATUS_AFTER, fold, fold_steps
+from runjournal.projections.state import RunState, state_from_json, state_to_json
 
 def _first_terminal(stream: list[Event]) -> int | None:
     return next((i for i, e in enumerate(stream) if e.type in TERMINAL_TYPES), None)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from cli.cmd_follow import Tail
-from journal.codec import encode_line
-from journal.events import Heartbeat
-from journal.run import start_run
-from journal.store import JsonlStore
+from runjournal.cli.commands.follow import Tail
+from runjournal.journal.codec import encode_line
+from runjournal.journal.events import Heartbeat
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,10 @@ DEADLINE = 20.0
 
 WRITER = r"""
 import os, sys
-from journal.codec import encode_line
-from journal.events import Heartbeat
-from journal.reader import Cursor
-from journal.run import start_run
+from runjournal.journal.codec import encode_line
+from runjournal.journal.events import Heartbeat
+from runjournal.journal.reader import Cursor
+from runjournal.journal.run import start_run
 
 run = start_run("followed", ["work"], root=sys.argv[1], durability="none")
 print(run.run_id, flush=True)
@@ -110,7 +110,7 @@ def start_follow() -> Iterator[Callable[[Path, str], tuple[subprocess.Popen[str]
 
     def start(root: Path, run_id: str) -> tuple[subprocess.Popen[str], Lines]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "--root", str(root), "follow", run_id, "--jsonl"],
+            [sys.executable, "-m", "runjournal", "--root", str(root), "follow", run_id, "--jsonl"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         started.append(proc)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from journal.codec import GENESIS_HASH, MAX_LINE_BYTES, encode_line
-from journal.events import (
+from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, encode_line
+from runjournal.journal.events import (
     EVENT_TYPES,
     AbandonReason,
     CheckerIdentity,
@@ -21,9 +21,9 @@ from journal.events import (
     QuarantinedTail,
     WriterIdentity,
 )
-from journal.ids import RUN_ID_PATTERN
-from journal.reader import RunReader
-from journal.verify import verify_file
+from runjournal.journal.ids import RUN_ID_PATTERN
+from runjournal.journal.reader import RunReader
+from runjournal.journal.verify import verify_file
 
 DOC = (Path(__file__).parent.parent / "docs" / "format.md").read_text(encoding="utf-8")
 EXAMPLE_RUN = "20260301T120000000000Z-a1b2"

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal.events import Event
-from journal.run import start_run
-from journal.store import JsonlStore
-from journal.testing import (
+from runjournal.journal.events import Event
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import (
     event_streams,
     journal_bytes,
     journal_lines,
@@ -31,8 +31,8 @@ from journal.testing import (
     torn_streams,
     write_journal,
 )
-from projections.fold import fold
-from projections.index import (
+from runjournal.projections.fold import fold
+from runjournal.projections.index import (
     FORMAT,
     INDEX_DIR,
     SUMMARY_FIELDS,
@@ -44,7 +44,7 @@ from projections.index import (
     shard_path,
     summarize,
 )
-from projections.index_shards import SUMMARY_LENGTH
+from runjournal.projections.index_shards import SUMMARY_LENGTH
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -306,8 +306,8 @@ def test_unwritable_index_still_lists_runs(journal_dir: Path) -> None:
 _REFRESHER = textwrap.dedent(
     """
     import sys, time
-    from journal.store import JsonlStore
-    from projections.index import HistoryIndex
+    from runjournal.journal.store import JsonlStore
+    from runjournal.projections.index import HistoryIndex
     store, deadline = JsonlStore(sys.argv[1]), time.monotonic() + float(sys.argv[2])
     while time.monotonic() < deadline:
         HistoryIndex(store).refresh()
@@ -317,7 +317,7 @@ _REFRESHER = textwrap.dedent(
 _APPENDER = textwrap.dedent(
     """
     import sys, time
-    from journal.run import start_run
+    from runjournal.journal.run import start_run
     root, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
     n = 0
     while time.monotonic() < deadline:

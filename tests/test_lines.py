@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal import lines
-from journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
+from runjournal.journal import lines
+from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
 
 
 def model_split(data: bytes, max_line: int) -> list[object]:

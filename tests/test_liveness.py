@@ -15,16 +15,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal.events import AbandonReason, WriterIdentity
-from journal.identity import writer_identity
-from journal.liveness import WriterFacts, observe_writer
-from journal.procfacts import ProcessInfo, boot_id, host_name, process_info
-from journal.run import start_run
-from journal.store import JsonlStore
-from journal.testing import BASE_TIME, make_heartbeat, make_identity, make_started
-from projections.fold import fold
-from projections.liveness import DEFAULT_LEASE_INTERVALS, judge
-from projections.state import RunState
+from runjournal.journal.events import AbandonReason, WriterIdentity
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.liveness import WriterFacts, observe_writer
+from runjournal.journal.procfacts import ProcessInfo, boot_id, host_name, process_info
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import BASE_TIME, make_heartbeat, make_identity, make_started
+from runjournal.projections.fold import fold
+from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS, judge
+from runjournal.projections.state import RunState
 
 HERE = "host-a"
 BOOT = "boot-1"

@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 from run_helpers import cli_argv, wait_for
 
-from journal.errors import WriterClosedError, WriterFencedError
-from journal.events import Heartbeat
-from journal.pgstore import PgRunWriter, PgStore
-from journal.procfacts import process_info
-from journal.reader import Cursor
-from journal.writer import utc_now
+from runjournal.journal.errors import WriterClosedError, WriterFencedError
+from runjournal.journal.events import Heartbeat
+from runjournal.journal.pgstore import PgRunWriter, PgStore
+from runjournal.journal.procfacts import process_info
+from runjournal.journal.reader import Cursor
+from runjournal.journal.writer import utc_now
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from journal.pgstore import PgStore
-from journal.run import start_run
+from runjournal.journal.pgstore import PgStore
+from runjournal.journal.run import start_run
 
-FOLLOW = [sys.executable, "-m", "cli.main"]
+FOLLOW = [sys.executable, "-m", "runjournal"]
 
 
 def _wait_for_listener(url: str, deadline: float = 10.0) -> None:

@@ -12,12 +12,12 @@ import orjson
 import pytest
 from hypothesis import given, settings
 
-from journal.codec import MAX_LINE_BYTES, chain_hash
-from journal.errors import CorruptLineError, IntegrityError, SequenceError, UnsupportedVersionError
-from journal.events import Event, PlannedStep
-from journal.lines import TornTail
-from journal.reader import Cursor, RunReader, scan_to_end
-from journal.testing import (
+from runjournal.journal.codec import MAX_LINE_BYTES, chain_hash
+from runjournal.journal.errors import CorruptLineError, IntegrityError, SequenceError, UnsupportedVersionError
+from runjournal.journal.events import Event, PlannedStep
+from runjournal.journal.lines import TornTail
+from runjournal.journal.reader import Cursor, RunReader, scan_to_end
+from runjournal.journal.testing import (
     event_streams,
     journal_bytes,
     journal_lines,

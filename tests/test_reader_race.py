@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-import journal.lines
-from journal.errors import CorruptLineError
-from journal.store import JsonlStore
-from journal.testing import journal_lines, make_abandoned, make_stream, write_journal
+from runjournal.journal import lines as lines_module
+from runjournal.journal.errors import CorruptLineError
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import journal_lines, make_abandoned, make_stream, write_journal
 
 
 def _torn_journal(store: JsonlStore) -> tuple[str, list[bytes], bytes]:
@@ -40,8 +40,8 @@ def _cut_and_append_between_reads(monkeypatch: pytest.MonkeyPatch, path: str, go
                 f.write(line)
         return data
 
-    monkeypatch.setattr(journal.lines.os, "pread", pread)
-    monkeypatch.setattr(journal.lines, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(lines_module.os, "pread", pread)
+    monkeypatch.setattr(lines_module, "CHUNK_BYTES", 64)
 
 
 def test_reader_rereads_a_line_glued_by_a_concurrent_repair(journal_dir, monkeypatch):

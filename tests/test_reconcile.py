@@ -15,20 +15,20 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
-from cli.main import cli
-from journal.crashpoints import CRASH_ENV, CRASH_EXIT_CODE
-from journal.errors import CorruptLineError
-from journal.events import AbandonReason, WriterIdentity
-from journal.identity import checker_identity, writer_identity
-from journal.procfacts import process_info
-from journal.repair import append_abandoned
-from journal.run import Run, start_run
-from journal.store import JsonlStore
-from journal.testing import TornStream, journal_lines, make_started, make_stream, torn_streams, write_journal
-from journal.verify import verify_file
-from projections.fold import fold
-from projections.history import run_states
-from projections.reconcile import current_state, reconcile_run
+from runjournal.cli.main import cli
+from runjournal.journal.crashpoints import CRASH_ENV, CRASH_EXIT_CODE
+from runjournal.journal.errors import CorruptLineError
+from runjournal.journal.events import AbandonReason, WriterIdentity
+from runjournal.journal.identity import checker_identity, writer_identity
+from runjournal.journal.procfacts import process_info
+from runjournal.journal.repair import append_abandoned
+from runjournal.journal.run import Run, start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import TornStream, journal_lines, make_started, make_stream, torn_streams, write_journal
+from runjournal.journal.verify import verify_file
+from runjournal.projections.fold import fold
+from runjournal.projections.history import run_states
+from runjournal.projections.reconcile import current_state, reconcile_run
 
 FAR_FUTURE = datetime(2300, 1, 1, tzinfo=UTC)
 

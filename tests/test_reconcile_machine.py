@@ -23,17 +23,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
-from journal.events import Failed, FailReason, Heartbeat, Started, StepProgress, Succeeded, WriterIdentity
-from journal.identity import writer_identity
-from journal.ids import new_run_id
-from journal.procfacts import process_info
-from journal.store import JsonlStore
-from journal.testing import BASE_TIME
-from journal.writer import RunWriter
-from projections.fold import fold
-from projections.history import run_states
-from projections.liveness import DEFAULT_LEASE_INTERVALS
-from projections.reconcile import current_state, reconcile_run
+from runjournal.journal.events import Failed, FailReason, Heartbeat, Started, StepProgress, Succeeded, WriterIdentity
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.ids import new_run_id
+from runjournal.journal.procfacts import process_info
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import BASE_TIME
+from runjournal.journal.writer import RunWriter
+from runjournal.projections.fold import fold
+from runjournal.projections.history import run_states
+from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS
+from runjournal.projections.reconcile import current_state, reconcile_run
 
 INTERVAL = 10.0
 LEASE = timedelta(seconds=DEFAULT_LEASE_INTERVALS * INTERVAL)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from journal.events import AbandonReason
-from journal.procfacts import process_info
-from journal.store import JsonlStore
-from journal.verify import verify_file
-from projections.fold import fold
-from projections.history import run_states
-from projections.reconcile import current_state, reconcile_run
+from runjournal.journal.events import AbandonReason
+from runjournal.journal.procfacts import process_info
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
+from runjournal.projections.fold import fold
+from runjournal.projections.history import run_states
+from runjournal.projections.reconcile import current_state, reconcile_run
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,8 @@ DEADLINE_S = 30.0
 # It waits for a line on stdin before ending each step, so the test decides when it moves on.
 WRITER = r"""
 import sys
-from journal.identity import writer_identity
-from journal.run import start_run
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.run import start_run
 
 root, steps, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 identity = writer_identity()
@@ -183,7 +183,7 @@ def test_stopped_writer_is_never_abandoned_and_finishes_after_sigcont(journal_di
 
 MANY_RUNS = r"""
 import sys
-from journal.run import start_run
+from runjournal.journal.run import start_run
 runs = [start_run("orphans", ["a"], root=sys.argv[1]) for _ in range(int(sys.argv[2]))]
 for run in runs:
     run.step_started("a")
@@ -199,7 +199,7 @@ def test_ten_concurrent_reconcilers_abandon_each_of_100_orphans_exactly_once(jou
     assert owner.stdout is not None and owner.stdout.readline() == "ready\n"
     owner.kill()
     owner.wait(timeout=DEADLINE_S)
-    cmd = [sys.executable, "-m", "cli.main", "--root", str(journal_dir), "reconcile", "--json"]
+    cmd = [sys.executable, "-m", "runjournal", "--root", str(journal_dir), "reconcile", "--json"]
     reconcilers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
     outputs = [p.communicate(timeout=DEADLINE_S) for p in reconcilers]
     assert all(p.returncode == 0 for p in reconcilers), [err for _, err in outputs]
@@ -219,7 +219,7 @@ def test_ten_concurrent_reconcilers_abandon_each_of_100_orphans_exactly_once(jou
 
 BIG_LINES = r"""
 import sys
-from journal.run import start_run
+from runjournal.journal.run import start_run
 run = start_run("big", ["a"], root=sys.argv[1], durability="none")
 print("run", run.run_id, flush=True)
 while True:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from journal.errors import WriterClosedError
-from journal.events import Event, FailReason, PlannedStep
-from journal.reader import RunReader
-from journal.run import start_run
-from journal.testing import make_identity
+from runjournal.journal.errors import WriterClosedError
+from runjournal.journal.events import Event, FailReason, PlannedStep
+from runjournal.journal.reader import RunReader
+from runjournal.journal.run import start_run
+from runjournal.journal.testing import make_identity
 
 
 def events_of(path: Path, run_id: str) -> list[Event]:

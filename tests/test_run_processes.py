@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from cli.runfiles import SUPERVISOR_OUTPUT, cancel_request_path
-from journal.identity import current_user
-from journal.procfacts import host_name, process_info
-from journal.store import JsonlStore
-from projections.history import run_states
-from projections.reconcile import current_state
+from runjournal.cli.main import cli
+from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT, cancel_request_path
+from runjournal.journal.identity import current_user
+from runjournal.journal.procfacts import host_name, process_info
+from runjournal.journal.store import JsonlStore
+from runjournal.projections.history import run_states
+from runjournal.projections.reconcile import current_state
 from run_helpers import (
     cli_argv,
     kill_group_quietly,

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from cli.launch import LaunchSpec, begin_run
-from cli.progress import Progress, describe
-from cli.runfiles import cancel_request_path, unit_log_path, write_cancel_request
-from cli.runner import Outcome, Runner, SkipPlan, skip_plan_from, stop_signals
-from cli.workflow import Step, Workflow, parse_workflow
-from journal.events import Event, StepProgress
-from journal.ids import new_run_id
-from journal.store import JsonlStore
-from projections.fold import fold
-from projections.state import ItemState, RunState, StepState
+from runjournal.cli.engine.launch import LaunchSpec, begin_run
+from runjournal.cli.rendering.progress import Progress, describe
+from runjournal.cli.engine.runfiles import cancel_request_path, unit_log_path, write_cancel_request
+from runjournal.cli.engine.runner import Outcome, Runner, SkipPlan, skip_plan_from, stop_signals
+from runjournal.cli.engine.workflow import Step, Workflow, parse_workflow
+from runjournal.journal.events import Event, StepProgress
+from runjournal.journal.ids import new_run_id
+from runjournal.journal.store import JsonlStore
+from runjournal.projections.fold import fold
+from runjournal.projections.state import ItemState, RunState, StepState
 from run_helpers import events_of, process_gone, state_of, wait_for
 
 

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 
-from cli.main import cli
-from journal.codec import GENESIS_HASH, chain_hash, decode_line
-from journal.events import EVENT_TYPES, Abandoned, Event, Heartbeat
-from journal.run import start_run
-from journal.store import JsonlStore
-from journal.testing import event_streams, make_checker, make_stream
+from runjournal.cli.main import cli
+from runjournal.journal.codec import GENESIS_HASH, chain_hash, decode_line
+from runjournal.journal.events import EVENT_TYPES, Abandoned, Event, Heartbeat
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import event_streams, make_checker, make_stream
 
 
 @cache

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from journal.errors import (
+from runjournal.journal.errors import (
     AmbiguousRunIdError,
     InvalidRunIdError,
     RunExistsError,
@@ -18,11 +18,11 @@ from journal.errors import (
     UnsafePathError,
     WriterClosedError,
 )
-from journal.events import Heartbeat, Started, StepProgress
-from journal.ids import RUN_ID_PATTERN, new_run_id, validate_prefix, validate_run_id
-from journal.reader import scan_to_end
-from journal.store import JsonlStore
-from journal.testing import journal_bytes, make_heartbeat, make_started, make_stream, write_journal
+from runjournal.journal.events import Heartbeat, Started, StepProgress
+from runjournal.journal.ids import RUN_ID_PATTERN, new_run_id, validate_prefix, validate_run_id
+from runjournal.journal.reader import scan_to_end
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import journal_bytes, make_heartbeat, make_started, make_stream, write_journal
 
 HOSTILE_IDS = [
     "../../etc/passwd",

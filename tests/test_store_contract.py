@@ -16,22 +16,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from journal.errors import (
+from runjournal.journal.errors import (
     AmbiguousRunIdError, CorruptLineError, IntegrityError, InvalidRunIdError, JournalError, JournalWriteError,
     NotReconcilableError, RunExistsError, RunLockedError, RunNotFoundError, SequenceError, WriterClosedError,
     WriterFencedError,
 )
-from journal.events import AbandonReason, Heartbeat, StepProgress, WriterIdentity
-from journal.identity import writer_identity
-from journal.pgstore import PgStore
-from journal.reader import Cursor
-from journal.run import Run, start_run
-from journal.store import JsonlStore, Store
-from journal.stores import open_store
-from journal.testing import DEFAULT_RUN_ID, make_checker, make_identity, make_started, make_stream
-from journal.testing.builders import exited_writer_identity, raw_stream_lines, ticking_clock
-from projections.fold import fold
-from projections.reconcile import current_state, reconcile_run
+from runjournal.journal.events import AbandonReason, Heartbeat, StepProgress, WriterIdentity
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.pgstore import PgStore
+from runjournal.journal.reader import Cursor
+from runjournal.journal.run import Run, start_run
+from runjournal.journal.store import JsonlStore, Store
+from runjournal.journal.stores import open_store
+from runjournal.journal.testing import DEFAULT_RUN_ID, make_checker, make_identity, make_started, make_stream
+from runjournal.journal.testing.builders import exited_writer_identity, raw_stream_lines, ticking_clock
+from runjournal.projections.fold import fold
+from runjournal.projections.reconcile import current_state, reconcile_run
 
 RID = DEFAULT_RUN_ID
 LOCK_RELEASE_TIMEOUT = 5.0

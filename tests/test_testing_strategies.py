@@ -6,9 +6,9 @@ import tempfile
 
 from hypothesis import given
 
-from journal.events import TERMINAL_TYPES, Event
-from journal.reader import RunReader
-from journal.testing import TornStream, event_streams, make_stream, torn_streams, write_journal
+from runjournal.journal.events import TERMINAL_TYPES, Event
+from runjournal.journal.reader import RunReader
+from runjournal.journal.testing import TornStream, event_streams, make_stream, torn_streams, write_journal
 
 
 def first_terminal(stream: list[Event]) -> int | None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.main import cli
-from journal.pgstore import PgStore
-from journal.run import start_run
-from journal.testing import make_stream, write_journal
+from runjournal.cli.main import cli
+from runjournal.journal.pgstore import PgStore
+from runjournal.journal.run import start_run
+from runjournal.journal.testing import make_stream, write_journal
 
 FINISHED = {
     "20260102T140000000000Z-aaaa": "succeeded",

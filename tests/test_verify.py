@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.main import cli
-from journal.events import Event
-from journal.testing import (
+from runjournal.cli.main import cli
+from runjournal.journal.events import Event
+from runjournal.journal.testing import (
     event_streams,
     journal_lines,
     make_heartbeat,
@@ -25,7 +25,7 @@ from journal.testing import (
     make_succeeded,
     write_journal,
 )
-from journal.verify import Problem, verify_file
+from runjournal.journal.verify import Problem, verify_file
 
 RUN = "20260101T000000000000Z-0001"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.runfiles import safe_name, unit_log_path
-from cli.workflow import (
+from runjournal.cli.engine.runfiles import safe_name, unit_log_path
+from runjournal.cli.engine.workflow import (
     Step,
     Workflow,
     WorkflowError,
@@ -18,8 +18,8 @@ from cli.workflow import (
     parse_workflow,
     workflow_from_data,
 )
-from journal.events import PlannedStep
-from journal.run import DEFAULT_HEARTBEAT_INTERVAL
+from runjournal.journal.events import PlannedStep
+from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from journal import writer as writer_module
-from journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
-from journal.events import Cancelled, Heartbeat, StepProgress, Succeeded
-from journal.reader import RunReader
-from journal.run import start_run
-from journal.store import JsonlStore
-from journal.testing import make_started
-from journal.verify import verify_file
+from runjournal.journal import writer as writer_module
+from runjournal.journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
+from runjournal.journal.events import Cancelled, Heartbeat, StepProgress, Succeeded
+from runjournal.journal.reader import RunReader
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.testing import make_started
+from runjournal.journal.verify import verify_file
 
 CHILD = Path(__file__).with_name("journal_child.py")
 

@@ -16,13 +16,13 @@ from typing import IO
 
 import pytest
 
-from journal.errors import RunLockedError
-from journal.events import Heartbeat
-from journal.lines import RawLine, iter_raw_lines
-from journal.procfacts import host_name
-from journal.reader import RunReader
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from runjournal.journal.errors import RunLockedError
+from runjournal.journal.events import Heartbeat
+from runjournal.journal.lines import RawLine, iter_raw_lines
+from runjournal.journal.procfacts import host_name
+from runjournal.journal.reader import RunReader
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
 
 CHILD = Path(__file__).with_name("journal_child.py")
 DEADLINE = 20.0

@@ -3,7 +3,7 @@
 Import it from test code only: it needs ``hypothesis`` (in the ``test`` extra)::
 
     from hypothesis import given
-    from journal.testing import event_streams, write_journal
+    from runjournal.journal.testing import event_streams, write_journal
 
     @given(event_streams(terminal=True))
     def test_my_fold_ends(events):
@@ -26,7 +26,7 @@ Every event a strategy or builder returns is a valid model; a *stream* is additi
 valid run: ``started`` first, ``seq`` 0, 1, 2 ... and one ``run_id``.
 """
 
-from journal.testing.builders import (
+from runjournal.journal.testing.builders import (
     BASE_TIME,
     DEFAULT_RUN_ID,
     TornStream,
@@ -44,7 +44,7 @@ from journal.testing.builders import (
     make_succeeded,
     write_journal,
 )
-from journal.testing.strategies import (
+from runjournal.journal.testing.strategies import (
     EVENT_STRATEGIES,
     abandoned_events,
     cancelled_events,

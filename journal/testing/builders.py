@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from journal.codec import GENESIS_HASH, encode_line
-from journal.events import (
+from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.events import (
     Abandoned,
     AbandonReason,
     Cancelled,
@@ -26,8 +26,8 @@ from journal.events import (
     Succeeded,
     WriterIdentity,
 )
-from journal.fsio import ensure_private_dir
-from journal.store import RUN_SUFFIX
+from runjournal.journal.fsio import ensure_private_dir
+from runjournal.journal.store import RUN_SUFFIX
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 """The default ``ts`` of builder events: ``BASE_TIME + seq`` seconds."""
@@ -260,8 +260,8 @@ def exited_writer_identity() -> WriterIdentity:
     import subprocess
     import sys
 
-    from journal.identity import writer_identity
-    from journal.procfacts import process_info
+    from runjournal.journal.identity import writer_identity
+    from runjournal.journal.procfacts import process_info
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     info = process_info(child.pid)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from journal.events import (
+from runjournal.journal.events import (
     TERMINAL_TYPES,
     Abandoned,
     AbandonReason,
@@ -27,8 +27,8 @@ from journal.events import (
     Succeeded,
     WriterIdentity,
 )
-from journal.ids import RUN_ID_PATTERN
-from journal.testing.builders import DEFAULT_RUN_ID, TornStream, journal_lines
+from runjournal.journal.ids import RUN_ID_PATTERN
+from runjournal.journal.testing.builders import DEFAULT_RUN_ID, TornStream, journal_lines
 
 STEP_STATES: tuple[StepState, ...] = ("started", "succeeded", "failed", "skipped")
 _INT64 = (-(2**63), 2**63 - 1)

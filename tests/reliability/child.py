@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from journal.errors import JournalError
-from journal.events import Heartbeat, StepProgress
-from journal.run import start_run
-from journal.store import JsonlStore
+from runjournal.journal.errors import JournalError
+from runjournal.journal.events import Heartbeat, StepProgress
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
 
 
 def ack(writer: object) -> None:
@@ -100,7 +100,7 @@ def cmd_live(args: argparse.Namespace) -> None:
 
 def cmd_reconciler(args: argparse.Namespace) -> None:
     """Reconcile every run of the root again and again for ``seconds``; print each abandonment."""
-    from projections.reconcile import reconcile_run  # only this command needs it
+    from runjournal.projections.reconcile import reconcile_run  # only this command needs it
 
     store = JsonlStore(args.root)
     deadline = time.monotonic() + args.seconds
@@ -117,8 +117,8 @@ def cmd_reconciler(args: argparse.Namespace) -> None:
 
 def cmd_reader(args: argparse.Namespace) -> None:
     """Read history (which reconciles) and verify every run in a loop for ``seconds``."""
-    from journal.verify import verify_file
-    from projections.history import run_states
+    from runjournal.journal.verify import verify_file
+    from runjournal.projections.history import run_states
 
     store = JsonlStore(args.root)
     deadline = time.monotonic() + args.seconds
@@ -135,7 +135,7 @@ def cmd_reader(args: argparse.Namespace) -> None:
 
 def cmd_index(args: argparse.Namespace) -> None:
     """Bring the history index of the root up to date (the crash-point tests kill this mid-write)."""
-    from projections.index import HistoryIndex  # only this command needs it
+    from runjournal.projections.index import HistoryIndex  # only this command needs it
 
     print(HistoryIndex(JsonlStore(args.root)).refresh())
 

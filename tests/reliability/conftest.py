@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from journal.store import JsonlStore
+from runjournal.journal.store import JsonlStore
 
 from .figures import FIGURES, format_row, write_summary
 from .helpers import FULL

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from journal.codec import GENESIS_HASH, chain_hash
-from journal.events import Failed, Heartbeat, PlannedStep, Started, StepProgress, Succeeded
+from runjournal.journal.codec import GENESIS_HASH, chain_hash
+from runjournal.journal.events import Failed, Heartbeat, PlannedStep, Started, StepProgress, Succeeded
 
 from .helpers import dead_identity
 

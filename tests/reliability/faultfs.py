@@ -30,7 +30,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
-from journal.writer import FileOps
+from runjournal.journal.writer import FileOps
 
 SAFE_MODES = ("drop", "prefix", "zero-fill", "garbage")
 """Crash outcomes an ordered-data file system allows: the promise is checked under these."""

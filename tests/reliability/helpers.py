@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from journal.codec import decode_line
-from journal.events import WriterIdentity
-from journal.identity import writer_identity
-from journal.lines import OverlongLine, TornTail, iter_raw_lines
-from journal.reader import Cursor, check_sequence
-from journal.run import start_run
-from journal.store import JsonlStore
+from runjournal.journal.codec import decode_line
+from runjournal.journal.events import WriterIdentity
+from runjournal.journal.identity import writer_identity
+from runjournal.journal.lines import OverlongLine, TornTail, iter_raw_lines
+from runjournal.journal.reader import Cursor, check_sequence
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
 
 FULL = os.environ.get("RUNJOURNAL_FULL", "") not in ("", "0")
 """Full-count mode (the figures in docs/reliability.md); CI runs the reduced counts."""
@@ -115,7 +115,7 @@ def quarantine_files(store: JsonlStore, run_id: str) -> list[Path]:
 def cli_command() -> list[str]:
     """How to run the console script of this venv."""
     script = Path(sys.executable).parent / "runjournal"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runjournal"]
 
 
 @dataclass(frozen=True)

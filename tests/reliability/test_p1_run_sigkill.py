@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
 
 from .figures import record
 from .helpers import cli_command, read_chain, run_cli, scale
 
-pytest.importorskip("cli.cmd_run")
-history = pytest.importorskip("projections.history")
+pytest.importorskip("runjournal.cli.commands.run")
+history = pytest.importorskip("runjournal.projections.history")
 
 RUN_KILLS = scale(10, 200)
 ITEMS = [f"i{n:02d}" for n in range(30)]

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
 
 from .figures import record
 from .harness import Kill, check_acked, check_after_history, kill_api_writer
 from .helpers import run_cli, scale
 
-history = pytest.importorskip("projections.history")
+history = pytest.importorskip("runjournal.projections.history")
 
 API_KILLS = scale(30, 800)
 CLI_CHECK_EVERY = 10

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from journal.crashpoints import CRASH_EXIT_CODE
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from runjournal.journal.crashpoints import CRASH_EXIT_CODE
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
 
 from .figures import record
 from .helpers import python_child, quarantine_files, read_chain, run_cli, scale, write_orphan
 
-reconcile = pytest.importorskip("projections.reconcile")
-index = pytest.importorskip("projections.index")
+reconcile = pytest.importorskip("runjournal.projections.reconcile")
+index = pytest.importorskip("runjournal.projections.index")
 
 WRITER_EVENTS = scale(12, 60)
 WRITER_LABELS = ("before-write", "after-write", "after-sync")

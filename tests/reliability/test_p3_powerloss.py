@@ -19,18 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from journal.errors import CorruptLineError
-from journal.events import Heartbeat, StepProgress, Succeeded
-from journal.reader import RunReader
-from journal.run import start_run
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from runjournal.journal.errors import CorruptLineError
+from runjournal.journal.events import Heartbeat, StepProgress, Succeeded
+from runjournal.journal.reader import RunReader
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
 
 from .faultfs import HARSH_MODES, SAFE_MODES, CrashReport, PowerLossOps, SimulatedCrash
 from .figures import record
 from .helpers import dead_identity, quarantine_files, read_chain, scale
 
-reconcile = pytest.importorskip("projections.reconcile")
+reconcile = pytest.importorskip("runjournal.projections.reconcile")
 
 SAFE_CRASHES = scale(500, 5000)
 HARSH_CRASHES = scale(200, 2000)

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from journal.errors import (
+from runjournal.journal.errors import (
     FsyncFailedError,
     JournalWriteError,
     ShortWriteError,
     WriterClosedError,
 )
-from journal.events import StepProgress
-from journal.run import Run, start_run
-from journal.store import JsonlStore
-from journal.verify import verify_file
-from journal.writer import FileOps
+from runjournal.journal.events import StepProgress
+from runjournal.journal.run import Run, start_run
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
+from runjournal.journal.writer import FileOps
 
 from .figures import record
 from .helpers import (
@@ -41,7 +41,7 @@ from .helpers import (
     write_orphan,
 )
 
-reconcile = pytest.importorskip("projections.reconcile")
+reconcile = pytest.importorskip("runjournal.projections.reconcile")
 
 FAULTS: dict[str, int] = {}
 """Fault cases tried per kind (recorded as figures once the module's tests have run)."""

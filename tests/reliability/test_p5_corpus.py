@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from journal.errors import CorruptLineError, JournalError
-from journal.reader import RunReader
-from journal.verify import verify_file
+from runjournal.journal.errors import CorruptLineError, JournalError
+from runjournal.journal.reader import RunReader
+from runjournal.journal.verify import verify_file
 
 from .corpus import CORPUS, RUN_ID, Case, build
 from .figures import record
 from .helpers import FULL, CliResult, run_cli
 
-pytest.importorskip("cli.cmd_history")
-pytest.importorskip("cli.cmd_show")
-pytest.importorskip("cli.cmd_replay")
-pytest.importorskip("cli.cmd_follow")
-pytest.importorskip("cli.cmd_logs")
-pytest.importorskip("cli.cmd_reconcile")
+pytest.importorskip("runjournal.cli.commands.history")
+pytest.importorskip("runjournal.cli.commands.show")
+pytest.importorskip("runjournal.cli.commands.replay")
+pytest.importorskip("runjournal.cli.commands.follow")
+pytest.importorskip("runjournal.cli.commands.logs")
+pytest.importorskip("runjournal.cli.commands.reconcile")
 
 COMMANDS: list[tuple[str, ...]] = [
     ("history",),

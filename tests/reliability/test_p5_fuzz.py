@@ -18,13 +18,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from journal.codec import GENESIS_HASH, chain_hash, decode_line
-from journal.errors import CorruptLineError
-from journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
-from journal.reader import check_sequence
-from journal.run import start_run
-from journal.testing import DEFAULT_RUN_ID, event_streams, journal_bytes, json_values
-from journal.verify import verify_file
+from runjournal.journal.codec import GENESIS_HASH, chain_hash, decode_line
+from runjournal.journal.errors import CorruptLineError
+from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
+from runjournal.journal.reader import check_sequence
+from runjournal.journal.run import start_run
+from runjournal.journal.testing import DEFAULT_RUN_ID, event_streams, journal_bytes, json_values
+from runjournal.journal.verify import verify_file
 
 from .figures import record
 from .helpers import dead_identity, scale

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from journal.errors import InvalidRunIdError, JournalError
-from journal.events import StepProgress
-from journal.ids import validate_run_id
-from journal.store import JsonlStore
+from runjournal.journal.errors import InvalidRunIdError, JournalError
+from runjournal.journal.events import StepProgress
+from runjournal.journal.ids import validate_run_id
+from runjournal.journal.store import JsonlStore
 
 from .corpus import RUN_ID, base_events, chain, run_file
 from .figures import record
 from .helpers import FULL, assert_clean_failure, run_cli, write_orphan
 
-reconcile = pytest.importorskip("projections.reconcile")
-pytest.importorskip("cli.cmd_show")
-pytest.importorskip("cli.cmd_logs")
+reconcile = pytest.importorskip("runjournal.projections.reconcile")
+pytest.importorskip("runjournal.cli.commands.show")
+pytest.importorskip("runjournal.cli.commands.logs")
 
 HOSTILE_IDS: list[str] = [
     "../x",

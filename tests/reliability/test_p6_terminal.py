@@ -10,20 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from journal.events import PlannedStep
-from journal.run import start_run
-from journal.store import JsonlStore
+from runjournal.journal.events import PlannedStep
+from runjournal.journal.run import start_run
+from runjournal.journal.store import JsonlStore
 
 from .corpus import base_events, chain, run_file
 from .figures import record
 from .helpers import dead_identity, run_cli
 
-pytest.importorskip("cli.cmd_history")
-pytest.importorskip("cli.cmd_show")
-pytest.importorskip("cli.cmd_replay")
-pytest.importorskip("cli.cmd_follow")
-runfiles = pytest.importorskip("cli.runfiles")
-pytest.importorskip("cli.cmd_logs")
+pytest.importorskip("runjournal.cli.commands.history")
+pytest.importorskip("runjournal.cli.commands.show")
+pytest.importorskip("runjournal.cli.commands.replay")
+pytest.importorskip("runjournal.cli.commands.follow")
+runfiles = pytest.importorskip("runjournal.cli.engine.runfiles")
+pytest.importorskip("runjournal.cli.commands.logs")
 
 PAYLOADS = {
     "csi": "\x1b[31mRED\x1b[0m\x1b[2J",

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from journal.store import JsonlStore
-from journal.verify import verify_file
+from runjournal.journal.store import JsonlStore
+from runjournal.journal.verify import verify_file
 
 from .figures import record
 from .harness import kill_api_writer
 from .helpers import python_child, quarantine_files, read_chain, run_cli, scale, wait_for, write_orphan
 
-history = pytest.importorskip("projections.history")
-pytest.importorskip("projections.reconcile")
+history = pytest.importorskip("runjournal.projections.history")
+pytest.importorskip("runjournal.projections.reconcile")
 
 RECONCILERS = 10
 READERS = 2

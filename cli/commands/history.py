@@ -11,9 +11,9 @@ from itertools import islice
 
 import click
 
-from cli.errors import ExitCode, UserError
-from cli.historyview import history_cells, history_object
-from cli.output import (
+from runjournal.cli.errors import ExitCode, UserError
+from runjournal.cli.rendering.historyview import history_cells, history_object
+from runjournal.cli.rendering.output import (
     OutputFormat,
     clean,
     emit_objects,
@@ -21,11 +21,11 @@ from cli.output import (
     output_options,
     status_text,
 )
-from cli.target import Target
-from cli.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
-from journal.layout import RUN_SUFFIX, StoreLayout
-from projections.history import UNREADABLE, HistoryRow, history_rows
-from projections.index import parse_time
+from runjournal.cli.target import Target
+from runjournal.cli.rendering.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
+from runjournal.journal.layout import RUN_SUFFIX, StoreLayout
+from runjournal.projections.history import UNREADABLE, HistoryRow, history_rows
+from runjournal.projections.index import parse_time
 
 STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
 _AGO = re.compile(r"(\d+)([smhdw])")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from cli.sanitize import sanitize
+from runjournal.cli.rendering.sanitize import sanitize
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cli.output import clean
-from cli.textfmt import DERIVED_ABANDONED, duration_text, local_time, run_span
-from projections.history import UNREADABLE, HistoryRow
-from projections.index import parse_time
+from runjournal.cli.rendering.output import clean
+from runjournal.cli.rendering.textfmt import DERIVED_ABANDONED, duration_text, local_time, run_span
+from runjournal.projections.history import UNREADABLE, HistoryRow
+from runjournal.projections.index import parse_time
 
 
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import orjson
 
-from journal.fsio import ensure_private_dir, fsync_dir, open_regular
-from journal.ids import validate_run_id
-from journal.store import Store
+from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular
+from runjournal.journal.ids import validate_run_id
+from runjournal.journal.store import Store
 
 SUPERVISOR_OUTPUT = "supervisor.out"
 CANCEL_SUFFIX = ".cancel"

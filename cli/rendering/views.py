@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cli.textfmt import DERIVED_ABANDONED, UNREADABLE, run_span
-from journal.events import TIMESTAMP_FORMAT, Event
-from projections.liveness import Verdict
-from projections.reconcile import CurrentState
-from projections.state import ItemState, RunState, StepState
+from runjournal.cli.rendering.textfmt import DERIVED_ABANDONED, UNREADABLE, run_span
+from runjournal.journal.events import TIMESTAMP_FORMAT, Event
+from runjournal.projections.liveness import Verdict
+from runjournal.projections.reconcile import CurrentState
+from runjournal.projections.state import ItemState, RunState, StepState
 
 _ENDED = ("succeeded", "failed", "skipped")
 

@@ -28,13 +28,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cli.children import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, STOP_GRACE, Child, Unit, exit_code_of, pump
-from cli.runfiles import clear_cancel_request, ensure_log_dir, open_unit_log, read_cancel_request
-from cli.workflow import Step, Workflow
-from journal.events import Event, FailReason
-from journal.run import Run
-from journal.store import Store
-from projections.state import RunState
+from runjournal.cli.engine.children import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, STOP_GRACE, Child, Unit, exit_code_of, pump
+from runjournal.cli.engine.runfiles import clear_cancel_request, ensure_log_dir, open_unit_log, read_cancel_request
+from runjournal.cli.engine.workflow import Step, Workflow
+from runjournal.journal.events import Event, FailReason
+from runjournal.journal.run import Run
+from runjournal.journal.store import Store
+from runjournal.projections.state import RunState
 
 _SIGNAL_REASONS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "terminal closed"}
 _SKIP_PREFIX = "succeeded in run "

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-from cli.workflow import Step
+from runjournal.cli.engine.workflow import Step
 
 STOP_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when stopping a command."""

@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from cli.runner import SkipPlan
-from cli.workflow import Workflow, workflow_from_data
-from journal.errors import JournalError
-from journal.fsio import ensure_private_dir, open_regular
-from journal.run import Run, start_run
-from journal.store import Store
-from projections.history import UNREADABLE, HistoryRow, history_rows
+from runjournal.cli.engine.runner import SkipPlan
+from runjournal.cli.engine.workflow import Workflow, workflow_from_data
+from runjournal.journal.errors import JournalError
+from runjournal.journal.fsio import ensure_private_dir, open_regular
+from runjournal.journal.run import Run, start_run
+from runjournal.journal.store import Store
+from runjournal.projections.history import UNREADABLE, HistoryRow, history_rows
 
 
 class LiveRunError(JournalError, RuntimeError):

@@ -9,17 +9,17 @@ import time
 
 import click
 
-from cli.errors import ExitCode, JournalClickError, UserError
-from cli.output import clean
-from cli.runfiles import clear_cancel_request, write_cancel_request
-from cli.target import Target
-from journal.events import WriterIdentity
-from journal.identity import current_user
-from journal.procfacts import boot_id, host_name, process_info
-from journal.store import Store
-from projections.fold import fold
-from projections.reconcile import reconcile_run
-from projections.state import RunState
+from runjournal.cli.errors import ExitCode, JournalClickError, UserError
+from runjournal.cli.rendering.output import clean
+from runjournal.cli.engine.runfiles import clear_cancel_request, write_cancel_request
+from runjournal.cli.target import Target
+from runjournal.journal.events import WriterIdentity
+from runjournal.journal.identity import current_user
+from runjournal.journal.procfacts import boot_id, host_name, process_info
+from runjournal.journal.store import Store
+from runjournal.projections.fold import fold
+from runjournal.projections.reconcile import reconcile_run
+from runjournal.projections.state import RunState
 
 POLL_INTERVAL = 0.05
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from cli.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
-from cli.target import Target
-from cli.textfmt import duration_text, local_time, status_with_reason
-from cli.textviews import event_detail, progress_text, step_table
-from cli.views import (
+from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
+from runjournal.cli.target import Target
+from runjournal.cli.rendering.textfmt import duration_text, local_time, status_with_reason
+from runjournal.cli.rendering.textviews import event_detail, progress_text, step_table
+from runjournal.cli.rendering.views import (
     DERIVED_ABANDONED,
     display_reason,
     display_status,
@@ -21,7 +21,7 @@ from cli.views import (
     run_detail,
     run_duration,
 )
-from projections.reconcile import CurrentState, current_state
+from runjournal.projections.reconcile import CurrentState, current_state
 
 
 @click.command()

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from cli.output import clean, status_text
-from cli.textfmt import aligned, duration_text, local_time
-from cli.views import DERIVED_ABANDONED, display_reason, display_status, progress_lists, run_duration
-from journal.events import Event, StepProgress
-from projections.reconcile import CurrentState
-from projections.state import RunState
+from runjournal.cli.rendering.output import clean, status_text
+from runjournal.cli.rendering.textfmt import aligned, duration_text, local_time
+from runjournal.cli.rendering.views import DERIVED_ABANDONED, display_reason, display_status, progress_lists, run_duration
+from runjournal.journal.events import Event, StepProgress
+from runjournal.projections.reconcile import CurrentState
+from runjournal.projections.state import RunState
 
 STATUS_WIDTH = len(DERIVED_ABANDONED)
 EVENT_TYPE_WIDTH = len("step-progress")

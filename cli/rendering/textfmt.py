@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
-from cli.output import clean, status_text
+from runjournal.cli.rendering.output import clean, status_text
 
 DERIVED_ABANDONED = "abandoned?"
 """Display status of a run whose writer is gone, not recorded (a read-only journal, or ``--no-reconcile``)."""

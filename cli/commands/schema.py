@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from journal.events import event_json_schema
+from runjournal.journal.events import event_json_schema
 
 
 @click.command()

@@ -16,17 +16,17 @@ from typing import Any
 
 import click
 
-from cli.errors import STATUS_EXIT_CODES, ExitCode
-from cli.output import OutputFormat, emit_objects, emit_text, output_options
-from cli.target import Target
-from cli.textviews import EVENT_HEADER, event_text
-from cli.views import display_reason, display_status, event_object
-from journal.events import Event
-from journal.reader import Cursor
-from journal.store import Store
-from projections.fold import fold_steps
-from projections.reconcile import current_state
-from projections.state import RunState
+from runjournal.cli.errors import STATUS_EXIT_CODES, ExitCode
+from runjournal.cli.rendering.output import OutputFormat, emit_objects, emit_text, output_options
+from runjournal.cli.target import Target
+from runjournal.cli.rendering.textviews import EVENT_HEADER, event_text
+from runjournal.cli.rendering.views import display_reason, display_status, event_object
+from runjournal.journal.events import Event
+from runjournal.journal.reader import Cursor
+from runjournal.journal.store import Store
+from runjournal.projections.fold import fold_steps
+from runjournal.projections.reconcile import current_state
+from runjournal.projections.state import RunState
 
 POLL_MS = 500
 """Longest wait between re-reads when no change notification arrives (ms)."""

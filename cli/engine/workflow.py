@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from journal.errors import JournalError
-from journal.events import PlannedStep
-from journal.run import DEFAULT_HEARTBEAT_INTERVAL
+from runjournal.journal.errors import JournalError
+from runjournal.journal.events import PlannedStep
+from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
 
 ITEM_PLACEHOLDER = "{item}"
 MAX_NAME = 200

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import click
 
-from cli.errors import UserError
-from cli.output import clean
-from cli.runfiles import unit_log_path
-from cli.target import Target
-from journal.events import TERMINAL_TYPES
-from journal.fsio import check_dir
-from journal.reader import Cursor
-from journal.store import Store
-from projections.fold import fold
-from projections.reconcile import current_state
-from projections.state import RunState
+from runjournal.cli.errors import UserError
+from runjournal.cli.rendering.output import clean
+from runjournal.cli.engine.runfiles import unit_log_path
+from runjournal.cli.target import Target
+from runjournal.journal.events import TERMINAL_TYPES
+from runjournal.journal.fsio import check_dir
+from runjournal.journal.reader import Cursor
+from runjournal.journal.store import Store
+from runjournal.projections.fold import fold
+from runjournal.projections.reconcile import current_state
+from runjournal.projections.state import RunState
 
 POLL_INTERVAL = 0.1
 LIVENESS_EVERY = 20

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from cli.errors import ExitCode
-from cli.output import OutputFormat, clean, emit_json, output_options
-from cli.target import Target
-from journal.verify import Problem, verify_file, verify_lines
+from runjournal.cli.errors import ExitCode
+from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
+from runjournal.cli.target import Target
+from runjournal.journal.verify import Problem, verify_file, verify_lines
 
 
 @click.command()

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from cli.errors import ExitCode
-from cli.output import OutputFormat, clean, emit_json, output_options
-from cli.target import Target
-from projections.transfer import FAILURES, Transfer, copy_run
+from runjournal.cli.errors import ExitCode
+from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
+from runjournal.cli.target import Target
+from runjournal.projections.transfer import FAILURES, Transfer, copy_run
 
 
 @click.command("export")

@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from cli.errors import STATUS_EXIT_CODES, ExitCode, UserError
-from cli.launch import LaunchSpec, begin_run
-from cli.progress import Progress
-from cli.runner import Runner, SkipPlan, skip_plan_from, stop_signals
-from cli.supervisor import spawn
-from cli.target import Target
-from cli.workflow import (
+from runjournal.cli.errors import STATUS_EXIT_CODES, ExitCode, UserError
+from runjournal.cli.engine.launch import LaunchSpec, begin_run
+from runjournal.cli.rendering.progress import Progress
+from runjournal.cli.engine.runner import Runner, SkipPlan, skip_plan_from, stop_signals
+from runjournal.cli.engine.supervisor import spawn
+from runjournal.cli.target import Target
+from runjournal.cli.engine.workflow import (
     Step,
     Workflow,
     WorkflowError,
@@ -24,10 +24,10 @@ from cli.workflow import (
     load_workflow,
     read_workflow_bytes,
 )
-from journal.ids import new_run_id
-from journal.run import DEFAULT_HEARTBEAT_INTERVAL
-from journal.store import Store
-from projections.reconcile import current_state
+from runjournal.journal.ids import new_run_id
+from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
+from runjournal.journal.store import Store
+from runjournal.projections.reconcile import current_state
 
 _INPUT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 

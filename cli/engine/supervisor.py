@@ -1,6 +1,6 @@
 """Detached runs: a supervisor process that owns the run, outside the terminal and session of the client.
 
-``runjournal run --detach`` (the client) starts ``python -m cli.supervisor`` in a new session
+``runjournal run --detach`` (the client) starts this module (see :mod:`runjournal.cli.engine.selfexec`) in a new session
 with stdin from ``/dev/null`` and stdout/stderr going to ``logs/<run_id>/supervisor.out``.
 That process forks once more and exits, so the supervisor is not a session leader (it can
 never acquire a controlling terminal) and is nobody's child but init's: killing the client,
@@ -25,17 +25,18 @@ from pathlib import Path
 
 import orjson
 
-from cli.errors import STATUS_EXIT_CODES, ExitCode, JournalClickError
-from cli.launch import LaunchSpec, begin_run
-from cli.runfiles import SUPERVISOR_OUTPUT, ensure_log_dir
-from cli.runner import Runner, stop_signals
-from cli.sanitize import sanitize
-from cli.target import Target
-from journal.errors import JournalError
-from journal.fsio import open_regular
-from journal.pgschema import is_postgres_url
-from journal.root import STORE_ENV
-from journal.store import Store
+from runjournal.cli.errors import STATUS_EXIT_CODES, ExitCode, JournalClickError
+from runjournal.cli.engine.launch import LaunchSpec, begin_run
+from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT, ensure_log_dir
+from runjournal.cli.engine.runner import Runner, stop_signals
+from runjournal.cli.engine.selfexec import module_argv
+from runjournal.cli.rendering.sanitize import sanitize
+from runjournal.cli.target import Target
+from runjournal.journal.errors import JournalError
+from runjournal.journal.fsio import open_regular
+from runjournal.journal.pgschema import is_postgres_url
+from runjournal.journal.root import STORE_ENV
+from runjournal.journal.store import Store
 
 READY_TIMEOUT = 60.0
 """Seconds the client waits for the supervisor to create the run."""
@@ -51,8 +52,8 @@ def spawn(store: Store, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> 
     ready_r, ready_w = os.pipe()
     try:
         local = getattr(store, "local", store)  # a database store keeps its logs in a local root
-        argv = [sys.executable, "-m", "cli.supervisor", "--root", str(local.root.resolve()),
-                "--spec-fd", str(spec_r), "--ready-fd", str(ready_w)]
+        argv = module_argv("runjournal.cli.engine.supervisor", "--root", str(local.root.resolve()),
+                           "--spec-fd", str(spec_r), "--ready-fd", str(ready_w))
         # A database URL may carry a password: the environment, unlike argv, is not world-readable.
         env = os.environ | {STORE_ENV: store.url} if hasattr(store, "url") else None
         intermediate = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -156,8 +157,8 @@ def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m cli.supervisor`` (started by :func:`spawn`, not by users)."""
-    parser = argparse.ArgumentParser(prog="python -m cli.supervisor")
+    """Entry point of the supervisor process (started by :func:`spawn`, not by users)."""
+    parser = argparse.ArgumentParser(prog="runjournal-supervisor")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--spec-fd", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)

@@ -8,20 +8,20 @@ from itertools import takewhile
 
 import click
 
-from cli.output import (
+from runjournal.cli.rendering.output import (
     OutputFormat,
     emit_objects,
     emit_text,
     output_options,
 )
-from cli.target import Target
-from cli.textfmt import status_with_reason
-from cli.textviews import EVENT_HEADER, event_text, progress_text, step_table
-from cli.views import display_reason, display_status, event_object
-from journal.events import Event
-from projections.fold import fold_steps
-from projections.reconcile import CurrentState, current_state
-from projections.state import RunState
+from runjournal.cli.target import Target
+from runjournal.cli.rendering.textfmt import status_with_reason
+from runjournal.cli.rendering.textviews import EVENT_HEADER, event_text, progress_text, step_table
+from runjournal.cli.rendering.views import display_reason, display_status, event_object
+from runjournal.journal.events import Event
+from runjournal.projections.fold import fold_steps
+from runjournal.projections.reconcile import CurrentState, current_state
+from runjournal.projections.state import RunState
 
 
 @click.command()

@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from cli.errors import ExitCode, UserError
-from cli.output import OutputFormat, clean, emit_json, output_options
-from cli.target import Target
-from journal.errors import JournalError
-from journal.store import Store
-from projections.liveness import DEFAULT_LEASE_INTERVALS
-from projections.reconcile import ReconcileResult, reconcile_run
+from runjournal.cli.errors import ExitCode, UserError
+from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
+from runjournal.cli.target import Target
+from runjournal.journal.errors import JournalError
+from runjournal.journal.store import Store
+from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS
+from runjournal.projections.reconcile import ReconcileResult, reconcile_run
 
 _ACTION_WIDTH = len("would-abandon")
 

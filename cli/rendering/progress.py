@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import IO
 
-from cli.sanitize import sanitize
-from journal.events import Cancelled, Event, Failed, Started, StepProgress
-from projections.fold import fold_steps
-from projections.state import RunState
+from runjournal.cli.rendering.sanitize import sanitize
+from runjournal.journal.events import Cancelled, Event, Failed, Started, StepProgress
+from runjournal.projections.fold import fold_steps
+from runjournal.projections.state import RunState
 
 _CLEAR_LINE = "\r\x1b[K"
 

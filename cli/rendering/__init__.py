@@ -1,0 +1,1 @@
+"""Turning runs, events and verdicts into text and JSON: output options, tables, sanitising, progress."""
