@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from typing import IO, Any
 
 import click
@@ -14,28 +13,7 @@ from runjournal.journal.errors import (
     JournalError,
     RunNotFoundError,
 )
-
-
-class ExitCode(enum.IntEnum):
-    """The stable exit codes of every command."""
-
-    OK = 0
-    NEGATIVE = 1
-    USAGE = 2
-    JOURNAL = 3
-    ABANDONED = 4
-    CANCELLED = 5
-    TIMEOUT = 124  # as timeout(1): `follow --timeout` gave up while the run was still running
-    INTERRUPTED = 130
-
-
-STATUS_EXIT_CODES: dict[str, ExitCode] = {
-    "succeeded": ExitCode.OK,
-    "failed": ExitCode.NEGATIVE,
-    "abandoned": ExitCode.ABANDONED,
-    "cancelled": ExitCode.CANCELLED,
-}
-"""Run status -> exit code, for commands whose exit code mirrors a run (run, follow)."""
+from runjournal.journal.status import ExitCode
 
 _USER_ERRORS = (InvalidRunIdError, RunNotFoundError, AmbiguousRunIdError)
 

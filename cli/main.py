@@ -18,11 +18,12 @@ from typing import Any
 
 import click
 
-from runjournal.cli.errors import ExitCode, JournalClickError
+from runjournal.cli.errors import JournalClickError
 from runjournal.cli.target import Target
 from runjournal.journal import __version__
 from runjournal.journal.errors import JournalError
 from runjournal.journal.root import ROOT_ENV, STORE_ENV, default_root
+from runjournal.journal.status import ExitCode
 
 COMMANDS: dict[str, str] = {
     "run": "runjournal.cli.commands.run:run",

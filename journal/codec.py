@@ -25,7 +25,7 @@ import orjson
 from pydantic import ValidationError
 
 from runjournal.journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
-from runjournal.journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSION, Event
+from runjournal.journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSIONS, Event
 
 MAX_LINE_BYTES = 1024 * 1024
 """Longest accepted line, newline included (1 MiB). Longer lines are corrupt."""
@@ -157,16 +157,17 @@ def upcast(obj: dict[str, Any], corrupt: Callable[..., CorruptLineError]) -> dic
         raise corrupt(f"field 'v' must be a positive integer, got {version!r}")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise corrupt(f"unknown event type {event_type!r}")
-    while version < SCHEMA_VERSION:
+    current = SCHEMA_VERSIONS[event_type]
+    while version < current:
         step = UPCASTERS.get((event_type, version))
         if step is None:
             raise corrupt(f"no upcaster for {event_type!r} version {version}")
         obj = step(obj)
         version = obj["v"]
-    if version > SCHEMA_VERSION:
+    if version > current:
         raise corrupt(
             f"{event_type!r} version {version} is newer than this runjournal understands "
-            f"(up to {SCHEMA_VERSION}); upgrade runjournal",
+            f"(up to {current}); upgrade runjournal",
             UnsupportedVersionError,
         )
     return obj

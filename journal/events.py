@@ -30,8 +30,6 @@ from pydantic import (
 
 from runjournal.journal.ids import RUN_ID_PATTERN
 
-SCHEMA_VERSION = 1
-"""Current schema version of every event type (``v``)."""
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _TIMESTAMP_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
@@ -161,7 +159,9 @@ class QuarantinedTail(_Model):
 
 
 class _Envelope(_Model):
-    v: Annotated[int, Field(ge=1)] = SCHEMA_VERSION
+    v: Annotated[int, Field(ge=1)] = 1
+    """The schema version of this event type: a model whose fields change overrides the
+    default with its new version and registers an upcaster (see :mod:`runjournal.journal.codec`)."""
     run_id: RunId
     seq: NonNegative
     ts: UtcTimestamp
@@ -251,7 +251,9 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 }
 """Event type tag -> model."""
 
-TERMINAL_TYPES = frozenset({"succeeded", "failed", "cancelled", "abandoned"})
+SCHEMA_VERSIONS: dict[str, int] = {tag: model.model_fields["v"].default for tag, model in EVENT_TYPES.items()}
+"""Event type tag -> the schema version this runjournal writes (and upcasts older lines to)."""
+
 SYNCED_TYPES = frozenset(EVENT_TYPES) - {"heartbeat"}
 """Event types fdatasync'ed before ``append`` returns under the default durability."""
 

@@ -10,7 +10,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from runjournal.journal.errors import RunExistsError, StoreUnavailableError
-from runjournal.journal.pgschema import SCHEMA_LOCK_KEY, SCHEMA_SQL, WRITER_CLIENT_KEEPALIVES, WRITER_KEEPALIVE_OPTIONS, redact
+from runjournal.journal.pgschema import (
+    SCHEMA_LOCK_KEY,
+    SCHEMA_SQL,
+    WRITER_CLIENT_KEEPALIVES,
+    WRITER_KEEPALIVE_OPTIONS,
+    redact,
+)
 
 CONNECT_TIMEOUT_SECONDS = 10
 

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from runjournal.journal.codec import GENESIS_HASH, encode_line
 from runjournal.journal.errors import JournalWriteError, WriterClosedError, WriterFencedError
-from runjournal.journal.events import TERMINAL_TYPES, Abandoned, Event, Started
+from runjournal.journal.events import Abandoned, Event, Started
 from runjournal.journal.pgconn import connect, translate_errors
 from runjournal.journal.pgreader import PgRunReader
 from runjournal.journal.pgschema import FENCED_INSERT, lock_key, lock_parts
 from runjournal.journal.reader import Cursor
 from runjournal.journal.repair import LockedRun
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.writer import Clock, Durability, RunWriter
 
 if TYPE_CHECKING:

@@ -30,10 +30,11 @@ from typing import Any
 
 from runjournal.journal.crashpoints import crash_point
 from runjournal.journal.errors import JournalWriteError, NotReconcilableError
-from runjournal.journal.events import TERMINAL_TYPES, Abandoned, Event, QuarantinedTail
+from runjournal.journal.events import Abandoned, Event, QuarantinedTail
 from runjournal.journal.fsio import fsync_dir, open_regular
 from runjournal.journal.lines import TornTail
 from runjournal.journal.reader import RunReader
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.store import JsonlStore
 from runjournal.journal.writer import RunWriter
 

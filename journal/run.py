@@ -25,7 +25,6 @@ from typing import Any
 
 from runjournal.journal.errors import JournalError, WriterClosedError
 from runjournal.journal.events import (
-    TERMINAL_TYPES,
     Cancelled,
     Event,
     Failed,
@@ -40,6 +39,7 @@ from runjournal.journal.events import (
 )
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.ids import new_run_id
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.store import JsonlStore, Store
 from runjournal.journal.writer import Clock, Durability, RunWriter, utc_now
 

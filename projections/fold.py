@@ -12,19 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from runjournal.journal.events import TERMINAL_TYPES, Event, Started, StepProgress
+from runjournal.journal.events import Event, Started, StepProgress
+from runjournal.journal.status import EVENT_STATUS, TERMINAL_TYPES
 from runjournal.projections.state import Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
 
-STATUS_AFTER: dict[str, str | None] = {
-    "started": "running",
-    "step-progress": None,
-    "heartbeat": None,
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "abandoned": "abandoned",
-}
-"""Event type -> the run status after it (None: the status does not change)."""
+STATUS_AFTER = EVENT_STATUS
+"""Event type -> the run status after it (the status table, :data:`runjournal.journal.status.EVENT_STATUS`)."""
 
 _ENDED = ("succeeded", "failed", "skipped")
 

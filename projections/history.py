@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from runjournal.journal.errors import JournalError
 from runjournal.journal.layout import StoreLayout
+from runjournal.journal.status import UNREADABLE
 from runjournal.projections.index import HistoryIndex, Progress, RunSummary, summarize
 
 if TYPE_CHECKING:
     from runjournal.journal.store import Store
     from runjournal.projections.reconcile import CurrentState
 
-UNREADABLE = "unreadable"
-"""Status shown for a run whose journal could not be read to its end."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ import orjson
 from runjournal.journal.crashpoints import crash_point
 from runjournal.journal.errors import CorruptLineError, JournalError
 from runjournal.journal.fsio import ensure_private_dir, open_regular
+from runjournal.journal.status import TERMINAL_STATUSES
 from runjournal.projections.index_shards import (
     _DEV,
     _INO,
@@ -77,7 +78,6 @@ INDEX_DIR = "index"
 """The index's directory under the journal root."""
 
 RUN_SUFFIX = ".jsonl"
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "abandoned"})
 
 _RETRY = -1
 """A size no file has: an entry whose read failed for a passing reason (EACCES, EIO) is retried, never saved."""

@@ -30,6 +30,7 @@ from runjournal.journal.errors import (
 from runjournal.journal.identity import checker_identity
 from runjournal.journal.liveness import observe_writer
 from runjournal.journal.repair import LockedRun, is_read_only_error
+from runjournal.journal.status import DERIVED_ABANDONED
 from runjournal.journal.store import Store
 from runjournal.projections.fold import fold
 from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS, Verdict, judge, no_writer_verdict, operator_verdict
@@ -75,7 +76,7 @@ class CurrentState:
     def status(self) -> str:
         """The status to show: the folded one, or ``abandoned?`` for a dead writer not yet recorded."""
         if not self.state.is_terminal and self.derived is not None and self.derived.dead:
-            return "abandoned?"
+            return DERIVED_ABANDONED
         return self.state.status
 
     @property

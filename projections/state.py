@@ -16,9 +16,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from runjournal.journal.events import Abandoned, Cancelled, Failed, Started, Succeeded
-
-RunStatus = Literal["empty", "running", "succeeded", "failed", "cancelled", "abandoned"]
-"""``empty``: no ``started`` event yet (an empty or just-created file)."""
+from runjournal.journal.status import RunStatus
 
 ProgressState = Literal["pending", "started", "succeeded", "failed", "skipped"]
 """A step's or item's state; ``pending`` means it has not started."""

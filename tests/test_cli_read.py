@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from runjournal.cli.commands import replay as cmd_replay
-from runjournal.cli.rendering import output
 from runjournal.cli.main import cli
+from runjournal.cli.rendering import output
 from runjournal.journal.events import Heartbeat, PlannedStep, WriterIdentity
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.run import Run, start_run

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from run_helpers import orphan_run, state_of, terminal_state, write_workflow
 
-from runjournal.cli.main import cli
 from runjournal.cli.engine.runfiles import cancel_request_path, unit_log_path
+from runjournal.cli.main import cli
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.run import start_run
 from runjournal.journal.store import JsonlStore
 from runjournal.projections.reconcile import current_state
-from run_helpers import orphan_run, state_of, terminal_state, write_workflow
 
 RUN_ID = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{4}$")
 

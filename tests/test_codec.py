@@ -135,7 +135,7 @@ def test_a_future_schema_version_is_refused_with_advice() -> None:
 
 def test_upcasters_bring_old_lines_up_to_the_current_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """An old line is passed through the (type, v) upcaster chain and reads as today's model."""
-    monkeypatch.setattr(codec, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(codec.SCHEMA_VERSIONS, "heartbeat", 3)
     seen: list[tuple[str, int]] = []
 
     def step(target: int) -> Any:
@@ -153,9 +153,28 @@ def test_upcasters_bring_old_lines_up_to_the_current_version(monkeypatch: pytest
 
 def test_a_missing_upcaster_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """An old version with no registered upcaster is refused, not misread."""
-    monkeypatch.setattr(codec, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(codec.SCHEMA_VERSIONS, "heartbeat", 2)
     with pytest.raises(CorruptLineError, match="no upcaster for 'heartbeat' version 1"):
         decode(obj_line(HEARTBEAT))
+
+
+def test_bumping_one_event_type_upcasts_only_that_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions are per event type: a bumped ``step-progress`` upcasts its old lines, other types read as they are."""
+    monkeypatch.setitem(codec.SCHEMA_VERSIONS, "step-progress", 2)
+    renamed: list[int] = []
+
+    def v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
+        # The kind of change a bump is for: v1 called the field "msg".
+        renamed.append(obj["seq"])
+        return {k: v for k, v in obj.items() if k != "msg"} | {"message": obj.get("msg"), "v": 2}
+
+    monkeypatch.setitem(codec.UPCASTERS, ("step-progress", 1), v1_to_v2)
+    progress = decode(obj_line(HEARTBEAT | {"type": "step-progress", "step": "build", "state": "started", "msg": "hi"}))
+    assert (progress.type, progress.v, progress.message, renamed) == ("step-progress", 2, "hi", [1])
+    heartbeat = decode(obj_line(HEARTBEAT))
+    assert (heartbeat.type, heartbeat.v, renamed) == ("heartbeat", 1, [1])
+    with pytest.raises(UnsupportedVersionError, match="'heartbeat' version 2 is newer"):
+        decode(obj_line(HEARTBEAT | {"v": 2}))
 
 
 def test_unknown_reason_code_in_a_line_reads_as_unknown() -> None:

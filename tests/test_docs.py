@@ -17,10 +17,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from runjournal.cli.errors import ExitCode
 from runjournal.cli.main import COMMANDS, cli
 from runjournal.journal.events import PlannedStep
 from runjournal.journal.run import start_run
+from runjournal.journal.status import ExitCode
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 HELP_WIDTH = 100

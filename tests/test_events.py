@@ -15,12 +15,12 @@ from runjournal.journal.events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
     SYNCED_TYPES,
-    TERMINAL_TYPES,
     AbandonReason,
     FailReason,
     Heartbeat,
     Started,
 )
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.testing import EVENT_STRATEGIES, events, make_identity, make_started
 
 ALL_TYPES = sorted(EVENT_TYPES)

@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runjournal.journal.events import EVENT_TYPES, TERMINAL_TYPES, Event
+from runjournal.journal.events import EVENT_TYPES, Event
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.testing import (
     event_streams,
     events,
@@ -22,6 +23,7 @@ from runjournal.journal.testing import (
 )
 from runjournal.projections.fold import STATUS_AFTER, fold, fold_steps
 from runjournal.projections.state import RunState, state_from_json, state_to_json
+
 
 def _first_terminal(stream: list[Event]) -> int | None:
     return next((i for i, e in enumerate(stream) if e.type in TERMINAL_TYPES), None)

@@ -10,14 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from runjournal.cli.main import cli
-from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT, cancel_request_path
-from runjournal.journal.identity import current_user
-from runjournal.journal.procfacts import host_name, process_info
-from runjournal.journal.store import JsonlStore
-from runjournal.projections.history import run_states
-from runjournal.projections.reconcile import current_state
 from run_helpers import (
     cli_argv,
     kill_group_quietly,
@@ -28,6 +20,14 @@ from run_helpers import (
     wait_for,
     write_workflow,
 )
+
+from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT, cancel_request_path
+from runjournal.cli.main import cli
+from runjournal.journal.identity import current_user
+from runjournal.journal.procfacts import host_name, process_info
+from runjournal.journal.store import JsonlStore
+from runjournal.projections.history import run_states
+from runjournal.projections.reconcile import current_state
 
 pytestmark = pytest.mark.slow
 

@@ -10,18 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
+from run_helpers import events_of, process_gone, state_of, wait_for
 
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
-from runjournal.cli.rendering.progress import Progress, describe
 from runjournal.cli.engine.runfiles import cancel_request_path, unit_log_path, write_cancel_request
 from runjournal.cli.engine.runner import Outcome, Runner, SkipPlan, skip_plan_from, stop_signals
 from runjournal.cli.engine.workflow import Step, Workflow, parse_workflow
+from runjournal.cli.rendering.progress import Progress, describe
 from runjournal.journal.events import Event, StepProgress
 from runjournal.journal.ids import new_run_id
 from runjournal.journal.store import JsonlStore
 from runjournal.projections.fold import fold
 from runjournal.projections.state import ItemState, RunState, StepState
-from run_helpers import events_of, process_gone, state_of, wait_for
 
 
 @pytest.fixture

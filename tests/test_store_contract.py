@@ -17,8 +17,18 @@ import psycopg
 import pytest
 
 from runjournal.journal.errors import (
-    AmbiguousRunIdError, CorruptLineError, IntegrityError, InvalidRunIdError, JournalError, JournalWriteError,
-    NotReconcilableError, RunExistsError, RunLockedError, RunNotFoundError, SequenceError, WriterClosedError,
+    AmbiguousRunIdError,
+    CorruptLineError,
+    IntegrityError,
+    InvalidRunIdError,
+    JournalError,
+    JournalWriteError,
+    NotReconcilableError,
+    RunExistsError,
+    RunLockedError,
+    RunNotFoundError,
+    SequenceError,
+    WriterClosedError,
     WriterFencedError,
 )
 from runjournal.journal.events import AbandonReason, Heartbeat, StepProgress, WriterIdentity

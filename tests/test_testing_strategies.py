@@ -6,8 +6,9 @@ import tempfile
 
 from hypothesis import given
 
-from runjournal.journal.events import TERMINAL_TYPES, Event
+from runjournal.journal.events import Event
 from runjournal.journal.reader import RunReader
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.testing import TornStream, event_streams, make_stream, torn_streams, write_journal
 
 

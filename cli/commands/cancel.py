@@ -9,13 +9,14 @@ import time
 
 import click
 
-from runjournal.cli.errors import ExitCode, JournalClickError, UserError
-from runjournal.cli.rendering.output import clean
 from runjournal.cli.engine.runfiles import clear_cancel_request, write_cancel_request
+from runjournal.cli.errors import JournalClickError, UserError
+from runjournal.cli.rendering.output import clean
 from runjournal.cli.target import Target
 from runjournal.journal.events import WriterIdentity
 from runjournal.journal.identity import current_user
 from runjournal.journal.procfacts import boot_id, host_name, process_info
+from runjournal.journal.status import ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.fold import fold
 from runjournal.projections.reconcile import reconcile_run

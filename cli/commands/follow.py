@@ -16,13 +16,13 @@ from typing import Any
 
 import click
 
-from runjournal.cli.errors import STATUS_EXIT_CODES, ExitCode
 from runjournal.cli.rendering.output import OutputFormat, emit_objects, emit_text, output_options
-from runjournal.cli.target import Target
 from runjournal.cli.rendering.textviews import EVENT_HEADER, event_text
 from runjournal.cli.rendering.views import display_reason, display_status, event_object
+from runjournal.cli.target import Target
 from runjournal.journal.events import Event
 from runjournal.journal.reader import Cursor
+from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.fold import fold_steps
 from runjournal.projections.reconcile import current_state

@@ -11,7 +11,7 @@ from itertools import islice
 
 import click
 
-from runjournal.cli.errors import ExitCode, UserError
+from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.historyview import history_cells, history_object
 from runjournal.cli.rendering.output import (
     OutputFormat,
@@ -21,13 +21,13 @@ from runjournal.cli.rendering.output import (
     output_options,
     status_text,
 )
+from runjournal.cli.rendering.textfmt import HISTORY_HEADER, aligned
 from runjournal.cli.target import Target
-from runjournal.cli.rendering.textfmt import DERIVED_ABANDONED, HISTORY_HEADER, aligned
 from runjournal.journal.layout import RUN_SUFFIX, StoreLayout
-from runjournal.projections.history import UNREADABLE, HistoryRow, history_rows
+from runjournal.journal.status import DERIVED_ABANDONED, LISTED_STATUSES, UNREADABLE, ExitCode
+from runjournal.projections.history import HistoryRow, history_rows
 from runjournal.projections.index import parse_time
 
-STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
 _AGO = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -65,7 +65,7 @@ def matching(
 
 @click.command()
 @click.argument("workflow", required=False)
-@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option("--status", type=click.Choice(LISTED_STATUSES), help="Only runs with this status.")
 @click.option("--reason", metavar="R", help="Only runs with this reason (e.g. originating-process-not-alive).")
 @click.option(
     "--since", metavar="1h|2d|DATE", help="Only runs started since then (s, m, h, d, w ago, or a local date/time)."

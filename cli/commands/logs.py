@@ -10,13 +10,13 @@ from pathlib import Path
 
 import click
 
+from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import clean
-from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.target import Target
-from runjournal.journal.events import TERMINAL_TYPES
 from runjournal.journal.fsio import check_dir
 from runjournal.journal.reader import Cursor
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.store import Store
 from runjournal.projections.fold import fold
 from runjournal.projections.reconcile import current_state

@@ -9,10 +9,11 @@ from typing import Any
 
 import click
 
-from runjournal.cli.errors import ExitCode, UserError
+from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
 from runjournal.journal.errors import JournalError
+from runjournal.journal.status import ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS
 from runjournal.projections.reconcile import ReconcileResult, reconcile_run

@@ -14,10 +14,10 @@ from runjournal.cli.rendering.output import (
     emit_text,
     output_options,
 )
-from runjournal.cli.target import Target
 from runjournal.cli.rendering.textfmt import status_with_reason
 from runjournal.cli.rendering.textviews import EVENT_HEADER, event_text, progress_text, step_table
 from runjournal.cli.rendering.views import display_reason, display_status, event_object
+from runjournal.cli.target import Target
 from runjournal.journal.events import Event
 from runjournal.projections.fold import fold_steps
 from runjournal.projections.reconcile import CurrentState, current_state

@@ -9,12 +9,9 @@ from typing import Any
 
 import click
 
-from runjournal.cli.errors import STATUS_EXIT_CODES, ExitCode, UserError
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
-from runjournal.cli.rendering.progress import Progress
 from runjournal.cli.engine.runner import Runner, SkipPlan, skip_plan_from, stop_signals
 from runjournal.cli.engine.supervisor import spawn
-from runjournal.cli.target import Target
 from runjournal.cli.engine.workflow import (
     Step,
     Workflow,
@@ -24,8 +21,12 @@ from runjournal.cli.engine.workflow import (
     load_workflow,
     read_workflow_bytes,
 )
+from runjournal.cli.errors import UserError
+from runjournal.cli.rendering.progress import Progress
+from runjournal.cli.target import Target
 from runjournal.journal.ids import new_run_id
 from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
+from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.reconcile import current_state
 

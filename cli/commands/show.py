@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
-from runjournal.cli.target import Target
 from runjournal.cli.rendering.textfmt import duration_text, local_time, status_with_reason
 from runjournal.cli.rendering.textviews import event_detail, progress_text, step_table
 from runjournal.cli.rendering.views import (
@@ -21,6 +20,7 @@ from runjournal.cli.rendering.views import (
     run_detail,
     run_duration,
 )
+from runjournal.cli.target import Target
 from runjournal.projections.reconcile import CurrentState, current_state
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from runjournal.cli.errors import ExitCode
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
+from runjournal.journal.status import ExitCode
 from runjournal.projections.transfer import FAILURES, Transfer, copy_run
 
 

@@ -23,8 +23,9 @@ from runjournal.cli.engine.workflow import Workflow, workflow_from_data
 from runjournal.journal.errors import JournalError
 from runjournal.journal.fsio import ensure_private_dir, open_regular
 from runjournal.journal.run import Run, start_run
+from runjournal.journal.status import NOT_LIVE
 from runjournal.journal.store import Store
-from runjournal.projections.history import UNREADABLE, HistoryRow, history_rows
+from runjournal.projections.history import HistoryRow, history_rows
 
 
 class LiveRunError(JournalError, RuntimeError):
@@ -87,13 +88,11 @@ def live_runs(store: Store, workflow: str) -> Iterator[HistoryRow]:
     Read through the history index, so finished runs cost nothing however many there are.
     """
     for row in history_rows(store):
-        if row.summary.workflow != workflow or row.status in _NOT_LIVE:
+        if row.summary.workflow != workflow or row.status in NOT_LIVE:
             continue
         yield row
 
 
-_NOT_LIVE = frozenset({"succeeded", "failed", "cancelled", "abandoned", "abandoned?", UNREADABLE})
-"""Statuses of runs that cannot be running: over, dead but not recordable (read-only), or unreadable."""
 
 
 @contextlib.contextmanager

@@ -28,7 +28,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from runjournal.cli.engine.children import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, STOP_GRACE, Child, Unit, exit_code_of, pump
+from runjournal.cli.engine.children import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_NOT_FOUND,
+    STOP_GRACE,
+    Child,
+    Unit,
+    exit_code_of,
+    pump,
+)
 from runjournal.cli.engine.runfiles import clear_cancel_request, ensure_log_dir, open_unit_log, read_cancel_request
 from runjournal.cli.engine.workflow import Step, Workflow
 from runjournal.journal.events import Event, FailReason

@@ -25,17 +25,18 @@ from pathlib import Path
 
 import orjson
 
-from runjournal.cli.errors import STATUS_EXIT_CODES, ExitCode, JournalClickError
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
 from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT, ensure_log_dir
 from runjournal.cli.engine.runner import Runner, stop_signals
 from runjournal.cli.engine.selfexec import module_argv
+from runjournal.cli.errors import JournalClickError
 from runjournal.cli.rendering.sanitize import sanitize
 from runjournal.cli.target import Target
 from runjournal.journal.errors import JournalError
 from runjournal.journal.fsio import open_regular
 from runjournal.journal.pgschema import is_postgres_url
 from runjournal.journal.root import STORE_ENV
+from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
 
 READY_TIMEOUT = 60.0

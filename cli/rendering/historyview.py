@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from runjournal.cli.rendering.output import clean
-from runjournal.cli.rendering.textfmt import DERIVED_ABANDONED, duration_text, local_time, run_span
-from runjournal.projections.history import UNREADABLE, HistoryRow
+from runjournal.cli.rendering.textfmt import duration_text, local_time, run_span
+from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE
+from runjournal.projections.history import HistoryRow
 from runjournal.projections.index import parse_time
 
 

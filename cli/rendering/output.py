@@ -17,6 +17,7 @@ import click
 import orjson
 
 from runjournal.cli.rendering.sanitize import sanitize
+from runjournal.journal.status import DERIVED_ABANDONED
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,7 +108,7 @@ STATUS_COLORS = {
     "succeeded": "green",
     "failed": "red",
     "abandoned": "magenta",
-    "abandoned?": "magenta",
+    DERIVED_ABANDONED: "magenta",
     "cancelled": "yellow",
     "running": "cyan",
 }

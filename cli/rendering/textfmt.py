@@ -9,12 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from runjournal.cli.rendering.output import clean, status_text
-
-DERIVED_ABANDONED = "abandoned?"
-"""Display status of a run whose writer is gone, not recorded (a read-only journal, or ``--no-reconcile``)."""
-
-UNREADABLE = "unreadable"
-"""Display status of a run whose journal could not be read (the error says where and why)."""
+from runjournal.journal.status import DERIVED_ABANDONED
 
 
 def run_span(

@@ -15,7 +15,13 @@ from typing import Any
 
 from runjournal.cli.rendering.output import clean, status_text
 from runjournal.cli.rendering.textfmt import aligned, duration_text, local_time
-from runjournal.cli.rendering.views import DERIVED_ABANDONED, display_reason, display_status, progress_lists, run_duration
+from runjournal.cli.rendering.views import (
+    DERIVED_ABANDONED,
+    display_reason,
+    display_status,
+    progress_lists,
+    run_duration,
+)
 from runjournal.journal.events import Event, StepProgress
 from runjournal.projections.reconcile import CurrentState
 from runjournal.projections.state import RunState

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runjournal.cli.rendering.textfmt import DERIVED_ABANDONED, UNREADABLE, run_span
+from runjournal.cli.rendering.textfmt import run_span
 from runjournal.journal.events import TIMESTAMP_FORMAT, Event
+from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE
 from runjournal.projections.liveness import Verdict
 from runjournal.projections.reconcile import CurrentState
 from runjournal.projections.state import ItemState, RunState, StepState

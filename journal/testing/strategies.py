@@ -10,7 +10,6 @@ from typing import Any
 from hypothesis import strategies as st
 
 from runjournal.journal.events import (
-    TERMINAL_TYPES,
     Abandoned,
     AbandonReason,
     Cancelled,
@@ -28,6 +27,7 @@ from runjournal.journal.events import (
     WriterIdentity,
 )
 from runjournal.journal.ids import RUN_ID_PATTERN
+from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.testing.builders import DEFAULT_RUN_ID, TornStream, journal_lines
 
 STEP_STATES: tuple[StepState, ...] = ("started", "succeeded", "failed", "skipped")
