@@ -30,6 +30,7 @@ from runjournal.journal import __version__
 if TYPE_CHECKING:
     from runjournal.journal.errors import JournalError
     from runjournal.journal.events import EVENT_ADAPTER, Event
+    from runjournal.journal.memory import MemoryStore
     from runjournal.journal.run import Run, start_run
     from runjournal.journal.store import Store
     from runjournal.journal.stores import open_store
@@ -41,6 +42,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "Event",
     "JournalError",
+    "MemoryStore",
     "Run",
     "RunState",
     "Store",
@@ -55,6 +57,7 @@ _LAZY: dict[str, str] = {
     "EVENT_ADAPTER": "runjournal.journal.events",
     "Event": "runjournal.journal.events",
     "JournalError": "runjournal.journal.errors",
+    "MemoryStore": "runjournal.journal.memory",
     "Run": "runjournal.journal.run",
     "start_run": "runjournal.journal.run",
     "Store": "runjournal.journal.store",

@@ -26,11 +26,13 @@ from benchmarks.measure import (
     interleave,
     run_child,
 )
-from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.codec import encode_line
 from runjournal.journal.events import Heartbeat, StepProgress
+from runjournal.journal.jsonl.index import INDEX_DIR, HistoryIndex
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
-from runjournal.projections.index import INDEX_DIR, HistoryIndex
+from runjournal.projections.summary import PROJECTOR
 
 PY = sys.executable
 
@@ -171,7 +173,7 @@ def rebuild_row(cfg: Config, fx: fixtures.Fixture) -> list[Row]:
     def rebuild() -> None:
         shutil.rmtree(fx.root / INDEX_DIR, ignore_errors=True)
         start = time.perf_counter()
-        HistoryIndex(store).refresh()
+        HistoryIndex(store, PROJECTOR).refresh()
         return time.perf_counter() - start  # type: ignore[return-value]
 
     series = interleave({"naive": call_member(lambda: baselines.naive_history(fx.runs_dir) and None),
@@ -372,7 +374,7 @@ def _latencies(cfg: Config, root: Path, argv_for: Callable[[Path, str], Sequence
     lines: queue.Queue[tuple[float, bytes]] = queue.Queue()
     series = Series()
     with start_run("follow-bench", steps=["s"], root=root, durability="none") as run:
-        proc = subprocess.Popen(argv_for(run.path, run.run_id), stdout=subprocess.PIPE, stderr=None,
+        proc = subprocess.Popen(argv_for(Path(run.location), run.run_id), stdout=subprocess.PIPE, stderr=None,
                                 env=child_env())
         threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
         try:

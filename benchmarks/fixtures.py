@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.codec import encode_line
 from runjournal.journal.events import (
     Abandoned,
     Cancelled,
@@ -30,6 +30,7 @@ from runjournal.journal.events import (
     WriterIdentity,
 )
 from runjournal.journal.procfacts import boot_id, host_name
+from runjournal.journal.records import GENESIS_HASH
 
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 STEPS = ["checkout", "build", "test", "deploy"]

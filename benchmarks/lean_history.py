@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import click  # noqa: E402,F401  (the CLI pays for it; so does this)
 import orjson  # noqa: E402
 
-from runjournal.projections.index import HistoryIndex  # noqa: E402
+from runjournal.journal.jsonl.index import HistoryIndex  # noqa: E402
+from runjournal.projections.summary import PROJECTOR
 
 
 class DirectoryStore:
@@ -38,13 +39,13 @@ class DirectoryStore:
 
     def path(self, run_id: str) -> Path:
         """A run's journal (the JsonlStore validates the id; the fallback below uses it)."""
-        from runjournal.journal.store import JsonlStore
+        from runjournal.journal.jsonl.store import JsonlStore
 
         return JsonlStore(self.root).path(run_id)
 
     def read(self, run_id: str, cursor: object = None) -> object:
         """Delegate to the real store when a run must be folded."""
-        from runjournal.journal.store import JsonlStore
+        from runjournal.journal.jsonl.store import JsonlStore
 
         return JsonlStore(self.root).read(run_id, cursor)  # type: ignore[arg-type]
 
@@ -57,7 +58,7 @@ def main() -> None:
     chunk: list[dict[str, object]] = []
     first = True
     out.write(b"[")
-    for summary in HistoryIndex(store).summaries():  # type: ignore[arg-type]
+    for summary in HistoryIndex(store, PROJECTOR).summaries():  # type: ignore[arg-type]
         obj = summary.to_json()
         obj["path"] = runs_dir + summary.run_id + ".jsonl"
         chunk.append(obj)

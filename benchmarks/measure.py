@@ -114,7 +114,6 @@ def cli_argv() -> list[str]:
 def child_env() -> dict[str, str]:
     """The environment for children: the repo importable, no colour, no inherited journal root."""
     env = {k: v for k, v in os.environ.items() if k != "RUNJOURNAL_ROOT"}
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["NO_COLOR"] = "1"
     return env
 

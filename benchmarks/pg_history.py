@@ -39,7 +39,7 @@ from benchmarks.measure import (
     interleave,
     run_child,
 )
-from runjournal.journal.pgstore import PgStore
+from runjournal.journal.postgres.store import PgStore
 from tests.pgcluster import ThrowawayCluster
 
 EVENTS_PER_RUN = 20  # benchmarks.cases.Config.events_per_run: the JSONL history benchmark's shape

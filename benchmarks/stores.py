@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from runjournal.journal.pgschema import redact  # noqa: E402
+from runjournal.journal.postgres.schema import redact  # noqa: E402
 from runjournal.journal.run import Run, start_run  # noqa: E402
 from runjournal.journal.stores import open_store  # noqa: E402
 
@@ -194,7 +194,7 @@ def start_cluster() -> tuple[Any, str]:
 
 def server_settings(url: str) -> dict[str, str]:
     """The server's durability settings, printed with the results so nobody mistakes an fsync=off run."""
-    from runjournal.journal.pgconn import connect
+    from runjournal.journal.postgres.conn import connect
 
     with connect(url, application_name="runjournal bench") as conn:
         return {name: conn.execute(f"SHOW {name}").fetchone()[0]

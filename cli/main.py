@@ -102,7 +102,7 @@ def cli(ctx: click.Context, root: Path | None, store: str | None) -> None:
       runjournal history                       newest runs first
       runjournal show 2026                     one run by id or unique prefix
     """
-    ctx.obj = Target.from_options(store, root if root is not None else default_root())
+    ctx.obj = Target(root if root is not None else default_root(), store)
 
 
 def main(argv: list[str] | None = None) -> None:

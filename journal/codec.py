@@ -6,7 +6,7 @@ A line is the event as compact JSON with the field ``h`` last, then ``\\n``::
 
 ``h = sha256(prev_h + body)`` in lowercase hex, where ``body`` is every byte of the line
 before ``,"h":"`` and ``prev_h`` is the previous line's ``h`` as 64 ASCII characters
-(:data:`GENESIS_HASH` for the first line). The chain makes any changed, removed or
+(:data:`~runjournal.journal.records.GENESIS_HASH` for the first line). The chain makes any changed, removed or
 reordered byte in a completed journal detectable, which parsing alone cannot do.
 
 Decoding is strict: invalid UTF-8, NaN/Infinity, duplicate keys, lone surrogates and lines
@@ -30,8 +30,6 @@ from runjournal.journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSION
 MAX_LINE_BYTES = 1024 * 1024
 """Longest accepted line, newline included (1 MiB). Longer lines are corrupt."""
 
-GENESIS_HASH = "0" * 64
-"""The ``prev_h`` of a run's first line."""
 
 _HASH_PREFIX = b',"h":"'
 _HEX64 = re.compile(rb"[0-9a-f]{64}")

@@ -6,6 +6,7 @@ callers can catch either. ``str(error)`` is always one line a user can act on.
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -118,3 +119,12 @@ class WriterFencedError(WriterClosedError):
 
 class StoreUnavailableError(JournalError, ConnectionError):
     """The store cannot be reached (a database that refuses connections, a missing driver)."""
+
+
+READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
+"""Errors that mean "this journal cannot be written by us", not "something broke"."""
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the journal (file or directory) is not writable by this process."""
+    return isinstance(exc, OSError) and exc.errno in READ_ONLY_ERRNOS

@@ -40,8 +40,8 @@ from runjournal.journal.events import (
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.ids import new_run_id
 from runjournal.journal.status import TERMINAL_TYPES
-from runjournal.journal.store import JsonlStore, Store
-from runjournal.journal.writer import Clock, Durability, RunWriter, utc_now
+from runjournal.journal.store import Clock, Durability, RunWriter, Store, utc_now
+from runjournal.journal.stores import open_store
 
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
 """Seconds between heartbeats when the producer does not say."""
@@ -63,9 +63,9 @@ class Run:
         return self.writer.run_id
 
     @property
-    def path(self) -> Path:
-        """This run's journal file."""
-        return self.writer.path
+    def location(self) -> str:
+        """Where this run is: its journal file, or ``URL#run_id`` in a database."""
+        return self.writer.location
 
     def progress(self, step: str, state: StepState, **fields: Any) -> Event:
         """Append a ``step-progress`` event (the general form of the helpers below)."""
@@ -194,7 +194,7 @@ def start_run(
     describes this process. ``started_fields`` are further ``started`` fields
     (``workflow_file``, ``workflow_digest``, ``rerun_of``).
     """
-    target = store if store is not None else JsonlStore(root)
+    target = store if store is not None else open_store(root)
     planned = [s if isinstance(s, PlannedStep) else PlannedStep(name=s) for s in steps]
     started = Started(
         run_id=run_id or new_run_id(clock()),

@@ -1,223 +1,318 @@
-"""Where runs live. The interface is small on purpose (see :class:`Store`), so a database-backed
-store can sit behind it; :class:`JsonlStore` is the embedded default: one JSONL file per run,
-laid out as :mod:`journal.layout` describes.
+"""The store interface: every capability the CLI and the projections use, as abstract base classes.
+
+A store is where runs live. Three implement this module and nothing else:
+:class:`~runjournal.journal.jsonl.JsonlStore` (one JSONL file per run, the default),
+:class:`~runjournal.journal.postgres.PgStore` (one database for many hosts) and
+:class:`~runjournal.journal.memory.MemoryStore` (one process, for tests). Code outside a
+store's own modules talks to a store only through what is named here, and never asks which
+kind it has. ``runjournal.journal.testing.contract`` is the suite every store passes.
+
+The capabilities, grouped as a caller needs them:
+
+* **create and append**: :meth:`Store.create` writes a run's ``started`` event and returns the
+  :class:`RunWriter` that owns the run; appends continue the hash chain; a second writer is
+  refused.
+* **read**: :meth:`Store.read` streams a run's events from a :class:`Cursor`;
+  :meth:`Store.run_ids`, :meth:`Store.exists`, :meth:`Store.resolve` list and find runs.
+* **repair**: :meth:`Store.locked_run` holds a dead writer's run for reconciliation (its
+  :class:`LockedRun` appends ``abandoned``); :meth:`Store.open_writer` takes a run over.
+* **history**: :meth:`Store.summaries` is the history read model (summaries newest first,
+  with the :class:`~runjournal.journal.readmodel.HistoryQuery` filters the store can push
+  down), folded with the projector the caller supplies.
+* **follow**: :meth:`Store.watch` says when a run may have grown.
+* **liveness**: :meth:`Store.writer_facts` observes what a verdict on the run's writer needs.
+* **start**: :meth:`Store.workflow_lock` serialises "is a run of this workflow live? start one".
+* **verify and transfer**: :meth:`Store.verify` checks every line; :meth:`Store.raw_lines` and
+  :meth:`Store.import_lines` move a run's exact lines between stores.
+* **side files**: :attr:`Store.side_files` is this host's directory for step logs and cancel
+  requests, whatever the store.
+
+This module imports no event model at run time (only for annotations), so a read that
+finds nothing to fold never pays for pydantic.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import secrets
-from collections.abc import Iterator
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
-from runjournal.journal.codec import GENESIS_HASH, decode_line, encode_line
-from runjournal.journal.errors import (
-    CorruptLineError,
-    JournalError,
-    JournalWriteError,
-    RunExistsError,
-    RunLockedError,
-    RunNotFoundError,
-)
-from runjournal.journal.events import Started
-from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
-from runjournal.journal.ids import validate_run_id
-from runjournal.journal.layout import RUN_SUFFIX, StoreLayout
-from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
-from runjournal.journal.reader import Cursor, RunReader, scan_to_end
-from runjournal.journal.writer import Clock, Durability, RunWriter, utc_now
+from runjournal.journal.errors import NotReconcilableError, WriterClosedError
+from runjournal.journal.records import Cursor, Record
+from runjournal.journal.sidefiles import SideFiles
+from runjournal.journal.status import TERMINAL_TYPES
 
-__all__ = ["RUN_SUFFIX", "JsonlStore", "Store", "StoreLayout"]
+if TYPE_CHECKING:
+    from runjournal.journal.events import Abandoned, Event, Started, WriterIdentity
+    from runjournal.journal.lines import TornTail
+    from runjournal.journal.liveness import WriterFacts
+    from runjournal.journal.readmodel import HistoryQuery, Progress, Projector, RunSummary
+    from runjournal.journal.verify import Problem
+
+__all__ = [
+    "Clock", "Cursor", "Durability", "LockedRun", "Record", "RunReader", "RunWriter", "SideFiles", "Store", "utc_now",
+]
+
+Durability = Literal["state", "all", "none"]
+"""What an append waits for (``docs/format.md``): ``state`` syncs every state-changing event,
+``all`` heartbeats too, ``none`` nothing (a process crash still loses nothing the store accepted)."""
+
+Clock = Callable[[], datetime]
 
 
-class Store(Protocol):
-    """A place runs live in: JSONL files (:class:`JsonlStore`) or PostgreSQL (``journal.pgstore``).
+def utc_now() -> datetime:
+    """The default clock: now, in UTC."""
+    return datetime.now(UTC)
 
-    ``create`` appends a run's ``started`` event and returns its writer, which owns the run
-    (appends continue the hash chain; a second writer is refused); ``read`` streams a run's
-    events from a cursor; ``run_ids``/``resolve`` list and find runs; ``open_writer`` takes
-    ownership of a run whose writer is gone and ``locked_run`` does so for reconciling;
-    ``writer_alive`` probes whether some process owns the run now. ``lock_scope`` says how
-    far that probe sees: ``"host"`` (a ``flock``, certain on the writer's own host only) or
-    ``"server"`` (a database session lock, certain for every host). ``raw_lines`` and
-    ``import_lines`` move a run's exact lines in and out (export, import, verify).
+
+class RunReader(ABC):
+    """A run's events from a cursor; afterwards :attr:`cursor` and :attr:`torn_tail` tell where it ended.
+
+    Iterating yields :class:`Record` s, each line checked (hash chain, sequence, run id); a
+    bad line raises :class:`~runjournal.journal.errors.CorruptLineError` naming where it is.
     """
 
-    root: Any
-    lock_scope: str
+    run_id: str
+    cursor: Cursor
+    torn_tail: TornTail | None = None
+    """A final fragment without its newline (JSONL only: a database row is whole or absent)."""
 
-    def create(self, started: Started, *, durability: Durability = "state", clock: Clock = utc_now) -> RunWriter: ...
-    def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now) -> RunWriter: ...
-    def read(self, run_id: str, cursor: Cursor | None = None) -> Any: ...
-    def run_ids(self) -> Iterator[str]: ...
-    def resolve(self, ref: str) -> str: ...
-    def exists(self, run_id: str) -> bool: ...
-    def writer_alive(self, run_id: str) -> bool: ...
-    def writer_of(self, run_id: str) -> tuple[int | None, str | None]: ...
-    def locked_run(self, run_id: str) -> AbstractContextManager[Any]: ...
-    def raw_lines(self, run_id: str) -> Iterator[bytes]: ...
-    def location(self, run_id: str) -> str: ...
-    def import_lines(self, run_id: str, lines: list[bytes]) -> None: ...
+    @abstractmethod
+    def __iter__(self) -> Iterator[Record]:
+        """Yield the records after :attr:`cursor`, advancing it past each one."""
+
+    def events(self) -> Iterator[Event]:
+        """Iterate only the events."""
+        return (record.event for record in self)
 
 
-class JsonlStore(StoreLayout):
-    """One JSONL file per run under ``root/runs`` (see :mod:`journal.layout`)."""
+class RunWriter(ABC):
+    """The single writer of a run: appends events with the next seq, continuing the hash chain.
 
-    lock_scope = "host"
-    """A run's ``flock`` is only seen by processes on the writer's own host."""
+    Thread-safe (the workflow runner heartbeats from a second thread). A store's writer
+    implements :meth:`_write`; once it refuses (a failed fsync, a lost lock) it refuses for
+    good, because what reached the store after that can no longer be vouched for.
+    """
 
-    def location(self, run_id: str) -> str:
-        """Where the run is, for messages and ``--json`` output: its file."""
-        return str(self.path(run_id))
+    def __init__(self, run_id: str, location: str, cursor: Cursor, *, durability: Durability, clock: Clock) -> None:
+        self.run_id = run_id
+        self.location = location
+        """Where the run is, for messages (a file, or ``URL#run_id``)."""
+        self.cursor = cursor
+        self.durability: Durability = durability
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._refusal: str | None = None
 
-    def locked_run(self, run_id: str) -> AbstractContextManager[Any]:
-        """Hold ``run_id``'s lock for a ``with`` block, to repair and reconcile it (:mod:`journal.repair`)."""
-        from runjournal.journal.repair import locked_run  # repair builds on this module
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next appended event gets."""
+        return self.cursor.seq
 
-        return locked_run(self, run_id)
+    def append(self, event_cls: type[Any], **fields: Any) -> Event:
+        """Build an event of ``event_cls`` with the next seq and the current time, append it and return it."""
+        with self._lock:
+            event = event_cls(run_id=self.run_id, seq=self.cursor.seq, ts=self._clock(), **fields)
+            self._append_locked(event)
+            return event  # type: ignore[no-any-return]
 
-    def raw_lines(self, run_id: str) -> Iterator[bytes]:
-        """The run file's whole lines, each without its newline (a torn tail is left out)."""
-        self.check_not_symlinked()
-        fd = open_regular(self.path(run_id), os.O_RDONLY)
-        try:
-            for item in iter_raw_lines(fd):
-                if isinstance(item, RawLine):
-                    yield item.data
-                elif not isinstance(item, TornTail):
-                    raise CorruptLineError(str(self.path(run_id)), item.line_no, item.offset, "line over the size cap")
-        finally:
-            os.close(fd)
+    def append_event(self, event: Event) -> Event:
+        """Append a fully built event (importers); its ``run_id`` and ``seq`` must continue the run."""
+        with self._lock:
+            if event.run_id != self.run_id or event.seq != self.cursor.seq:
+                raise ValueError(
+                    f"event {event.run_id}#{event.seq} does not continue run {self.run_id} at seq {self.cursor.seq}"
+                )
+            self._append_locked(event)
+            return event
 
-    def import_lines(self, run_id: str, lines: list[bytes]) -> None:
-        """Write a whole, already verified run as a new file: temp file, fsync, link, fsync dir."""
-        validate_run_id(run_id)
-        final = self.path(run_id)
-        self.check_not_symlinked()
-        ensure_private_dir(self.runs_dir)
-        tmp = self.runs_dir / f".{run_id}.importing-{os.getpid()}-{secrets.token_hex(4)}"
-        fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        try:
-            data = b"".join(line + b"\n" for line in lines)
-            if os.write(fd, data) != len(data):
-                raise JournalWriteError(errno.ENOSPC, f"short write importing {final}")
-            sync_data(fd)
-            os.link(tmp, final)
-        except FileExistsError:
-            raise RunExistsError(run_id) from None
-        finally:
-            os.close(fd)
-            _unlink_quietly(tmp)
-        fsync_dir(self.runs_dir)
+    def _append_locked(self, event: Event) -> None:
+        if self._refusal is not None:
+            raise WriterClosedError(f"refusing to append to {self.location}: {self._refusal}")
+        self._write(event)
 
-    def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader:
-        """A reader of ``run_id`` from ``cursor`` (the start by default)."""
-        path = self.path(run_id)
-        self.check_not_symlinked()
-        if not os.path.lexists(path):
-            raise RunNotFoundError(run_id, self.root)
-        return RunReader(path, run_id, cursor)
+    @abstractmethod
+    def _write(self, event: Event) -> None:
+        """Persist ``event`` as the run's next line and advance :attr:`cursor` (the writer's lock is held)."""
 
+    @abstractmethod
+    def close(self) -> None:
+        """Give up the run: release its lock (the store does so too if the process dies)."""
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LockedRun(ABC):
+    """A run whose writer lock this process holds, opened to repair it and append once (reconciliation)."""
+
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
+        self.terminal_seen: bool | None = None
+
+    @property
+    def torn_tail(self) -> TornTail | None:
+        """The fragment after the last whole line, if the run ends in one (JSONL only)."""
+        return None
+
+    @abstractmethod
+    def _records(self) -> Iterator[Record]:
+        """The run's records, read through the lock holder's own handle."""
+
+    def events(self) -> Iterator[Event]:
+        """Read the run's events and note whether one is terminal."""
+        self.terminal_seen = False
+        for record in self._records():
+            self.terminal_seen = self.terminal_seen or record.event.type in TERMINAL_TYPES
+            yield record.event
+
+    def check_reconcilable(self) -> None:
+        """Raise :class:`NotReconcilableError` if the run has a terminal event or no ``started`` event."""
+        if self.terminal_seen is None:
+            for _ in self.events():
+                pass
+        if self.terminal_seen:
+            raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
+        if self.writer.next_seq == 0:
+            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
+
+    @abstractmethod
+    def append_abandoned(self, **fields: Any) -> Abandoned:
+        """Repair what the store needs repaired (a torn tail), then append and sync ``abandoned``.
+
+        ``fields`` are the Abandoned fields other than the envelope and ``tail_quarantined``.
+        Raises :class:`NotReconcilableError` for a terminal run or one without ``started``.
+        """
+
+
+class Store(ABC):
+    """A place runs live in (see the module docstring for the capabilities, grouped)."""
+
+    where: str
+    """Where the runs are, for messages (a directory, or a URL without its password)."""
+
+    side_files: SideFiles
+    """This host's directory for step logs, cancel requests and supervisor output."""
+
+    # -- create and append ------------------------------------------------------------
+
+    @abstractmethod
     def create(self, started: Started, *, durability: Durability = "state", clock: Clock = utc_now) -> RunWriter:
-        """Create the run file with its ``started`` line and return its writer, lock held.
+        """Write the run's ``started`` event and return its writer, which owns the run.
 
-        The file is built under a temporary name, locked, written and synced, then linked
-        into place: a reader never sees a run file without its ``started`` line, and a
-        reconciler never sees one unlocked while its writer lives.
+        Raises :class:`~runjournal.journal.errors.RunExistsError` if the id is taken.
         """
-        final = self.path(started.run_id)
-        self.check_not_symlinked()
-        ensure_private_dir(self.runs_dir)
-        tmp = self.runs_dir / f".{started.run_id}.creating-{os.getpid()}-{secrets.token_hex(4)}"  # unique per thread too
-        try:
-            fd = open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
-        except OSError as exc:
-            if isinstance(exc, JournalError):
-                raise
-            raise JournalWriteError(
-                exc.errno or errno.EIO, f"cannot create run {started.run_id} in {self.runs_dir}: {exc.strerror}"
-            ) from None
-        try:
-            try_flock(fd)
-            line, digest = encode_line(started, GENESIS_HASH)
-            if os.write(fd, line) != len(line):
-                raise JournalWriteError(errno.ENOSPC, f"short write creating {final}")
-            sync_data(fd)
-            os.link(tmp, final)
-        except FileExistsError:
-            os.close(fd)
-            raise RunExistsError(started.run_id) from None
-        except JournalWriteError:
-            os.close(fd)
-            raise
-        except OSError as exc:
-            os.close(fd)
-            raise JournalWriteError(exc.errno or errno.EIO, f"cannot create {final}: {exc.strerror}") from None
-        finally:
-            _unlink_quietly(tmp)
-        fsync_dir(self.runs_dir)
-        cursor = Cursor(len(line), 2, 1, digest)
-        return RunWriter(fd, final, started.run_id, cursor, durability=durability, clock=clock)
 
+    @abstractmethod
     def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now) -> RunWriter:
-        """Take the writer role of an existing run (for reconcilers and importers).
+        """Take the writer role of an existing run whose writer is gone (reconcilers, importers).
 
-        Raises :class:`RunLockedError` if a live process holds the run's lock. The returned
-        writer knows the run's last seq and hash, and any torn tail it must repair first.
+        Raises :class:`~runjournal.journal.errors.RunLockedError` while someone owns the run.
         """
-        path = self.path(run_id)
-        self.check_not_symlinked()
-        try:
-            fd = open_regular(path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
-            raise RunNotFoundError(run_id, self.root) from None
-        if not try_flock(fd):
-            os.close(fd)
-            pid, host = self.writer_of(run_id)
-            raise RunLockedError(run_id, pid, host)
-        try:
-            reader = scan_to_end(path, run_id, fd=fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        return RunWriter(fd, path, run_id, reader.cursor, torn_tail=reader.torn_tail, durability=durability, clock=clock)
 
+    # -- read -------------------------------------------------------------------------
+
+    @abstractmethod
+    def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader:
+        """A reader of ``run_id`` from ``cursor`` (the start by default); raises RunNotFoundError."""
+
+    @abstractmethod
+    def run_ids(self) -> Iterator[str]:
+        """Every run id, in no particular order."""
+
+    @abstractmethod
+    def exists(self, run_id: str) -> bool:
+        """Whether a run with exactly this id exists (the id is validated first)."""
+
+    @abstractmethod
+    def resolve(self, ref: str) -> str:
+        """A run id, or a unique prefix of one, as a run id (like git); raises on none or several."""
+
+    @abstractmethod
+    def location(self, run_id: str) -> str:
+        """Where the run is, for messages and ``--json`` output (its file, or ``URL#run_id``)."""
+
+    # -- repair -----------------------------------------------------------------------
+
+    @abstractmethod
+    def locked_run(self, run_id: str) -> AbstractContextManager[LockedRun]:
+        """Hold ``run_id``'s writer lock for a ``with`` block, to repair and reconcile it.
+
+        Raises :class:`~runjournal.journal.errors.RunLockedError` if a live writer or another
+        reconciler holds it, and a :class:`~runjournal.journal.errors.JournalWriteError` that
+        :func:`~runjournal.journal.errors.is_read_only_error` recognises if the run cannot be
+        written by this process.
+        """
+
+    # -- history ----------------------------------------------------------------------
+
+    @abstractmethod
+    def summaries(
+        self, query: HistoryQuery, projector: Projector, *, progress: Progress | None = None
+    ) -> Iterator[RunSummary]:
+        """The history read model: each run's summary, newest first, folding only what changed.
+
+        Yields at least every run whose *recorded* summary passes ``query`` (a store may push
+        the filters down, or yield more: callers filter again). The summaries are folded by
+        ``projector``; the cache behind them is disposable and rebuilt from the runs.
+        """
+
+    # -- follow -----------------------------------------------------------------------
+
+    @abstractmethod
+    def watch(self, run_id: str, *, poll_seconds: float) -> Iterator[bool]:
+        """Yield True when the run may have grown, False after ``poll_seconds`` without news (forever)."""
+
+    # -- liveness ---------------------------------------------------------------------
+
+    @abstractmethod
+    def writer_facts(self, run_id: str, identity: WriterIdentity, *, lock_held: bool | None = None) -> WriterFacts:
+        """What this process can observe about the run's writer ``identity``, with no verdict.
+
+        Pass ``lock_held=False`` when the caller itself holds the run's lock (taking it proved
+        that nobody else did).
+        """
+
+    @abstractmethod
     def writer_alive(self, run_id: str) -> bool:
-        """True if some process holds the run's writer lock right now."""
-        fd = open_regular(self.path(run_id), os.O_RDONLY)
-        try:
-            if try_flock(fd):
-                unlock(fd)
-                return False
-            return True
-        finally:
-            os.close(fd)
+        """Whether some process owns the run right now (holds its writer lock)."""
 
-    def writer_of(self, run_id: str) -> tuple[int | None, str | None]:
-        """``(pid, host)`` recorded in the run's ``started`` line, if it can be read."""
-        try:
-            fd = open_regular(self.path(run_id), os.O_RDONLY)
-        except OSError:
-            return None, None
-        try:
-            first = next(iter_raw_lines(fd), None)
-            if not isinstance(first, RawLine):
-                return None, None
-            event, _ = decode_line(first.data, GENESIS_HASH)
-        except (ValueError, OSError):
-            return None, None
-        finally:
-            os.close(fd)
-        if isinstance(event, Started):
-            return event.writer.pid, event.writer.host
-        return None, None
+    # -- start ------------------------------------------------------------------------
 
+    @abstractmethod
+    def workflow_lock(self, workflow: str) -> AbstractContextManager[None]:
+        """Hold the lock of ``workflow`` (seen by every process that can start it) while inside."""
 
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    # -- verify and transfer ----------------------------------------------------------
+
+    @abstractmethod
+    def verify(self, run_id: str) -> Iterator[Problem]:
+        """Every problem in the run's lines (hash chain, sequence, framing), with where it is."""
+
+    @abstractmethod
+    def raw_lines(self, run_id: str) -> Iterator[bytes]:
+        """The run's whole lines exactly as stored, each without its newline (a torn tail left out)."""
+
+    @abstractmethod
+    def import_lines(self, run_id: str, lines: list[bytes]) -> None:
+        """Store a whole, already verified run; raises RunExistsError if the id is taken."""
+
+    # -- sharing ----------------------------------------------------------------------
+
+    @abstractmethod
+    def address(self) -> str:
+        """What :func:`runjournal.journal.stores.open_store` needs to open this store in another process.
+
+        May hold a secret (a database password): pass it through the environment, never argv.
+        Raises :class:`~runjournal.journal.errors.StoreUnavailableError` for a store that lives
+        in this process only.
+        """
+
+    def close(self) -> None:
+        """Release what the store holds open (connections); a no-op by default."""

@@ -1,21 +1,28 @@
-"""Open the store a ``--store`` value names: a PostgreSQL URL, or a directory of JSONL files."""
+"""Open the store a ``--store`` value names: a PostgreSQL URL, or a directory of JSONL files.
+
+The one place that maps a name to a store class; everything else receives a
+:class:`~runjournal.journal.store.Store` and uses only its interface.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from runjournal.journal.pgschema import is_postgres_url
-from runjournal.journal.store import JsonlStore, Store
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.postgres.schema import is_postgres_url
+from runjournal.journal.root import default_root
+from runjournal.journal.store import Store
 
 
-def open_store(target: str | Path | None, *, local_root: Path | None = None) -> Store:
+def open_store(target: str | Path | None = None, *, local_root: Path | str | None = None) -> Store:
     """The store ``target`` names: ``postgresql://...`` (or ``postgres://``), else a JSONL directory.
 
-    ``local_root`` is where a database store keeps host-local side files (step logs, cancel
-    requests); None means the default root.
+    ``target`` None is the default root (``RUNJOURNAL_ROOT``, else ``./.runjournal``).
+    ``local_root`` is where a database store keeps this host's side files (step logs,
+    cancel requests); None means the default root.
     """
     if isinstance(target, str) and is_postgres_url(target):
-        from runjournal.journal.pgstore import PgStore  # psycopg only when asked for
+        from runjournal.journal.postgres.store import PgStore  # psycopg only when asked for
 
         return PgStore(target, local_root=local_root)
-    return JsonlStore(target)
+    return JsonlStore(target if target is not None else default_root())

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import orjson
 
-from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, decode_line, split_hash
+from runjournal.journal.codec import MAX_LINE_BYTES, decode_line, split_hash
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.fsio import open_regular
 from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
-from runjournal.journal.reader import check_sequence
+from runjournal.journal.records import GENESIS_HASH, check_sequence
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """History: every run's current state, newest first, with orphans reconciled on the way.
 
-:func:`history_rows` is what ``history`` lists: summaries from the incremental index
-(:mod:`projections.index`); finished runs are never re-read, and only unfinished runs are
-folded and reconciled. :func:`run_states` folds every run in full, for callers that need
-whole states.
+:func:`history_rows` is what ``history`` lists: summaries from the store's read model
+(:meth:`runjournal.journal.store.Store.summaries`, folded by
+:data:`~runjournal.projections.summary.PROJECTOR`); finished runs are never re-read, and
+only unfinished runs are folded and reconciled. :func:`run_states` folds every run in full,
+for callers that need whole states.
 
 The fold, the event models and reconciliation are imported only when a run has to be
 folded: a warm ``history`` then never pays the ~100 ms it takes to build the pydantic
@@ -13,19 +14,18 @@ models.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from runjournal.journal.errors import JournalError
-from runjournal.journal.layout import StoreLayout
-from runjournal.journal.status import UNREADABLE
-from runjournal.projections.index import HistoryIndex, Progress, RunSummary, summarize
+from runjournal.journal.readmodel import HistoryQuery, Progress, RunSummary
+from runjournal.journal.status import DERIVED_ABANDONED, TERMINAL_STATUSES, UNREADABLE
+from runjournal.projections.summary import PROJECTOR, summarize
 
 if TYPE_CHECKING:
     from runjournal.journal.store import Store
     from runjournal.projections.reconcile import CurrentState
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,38 +42,64 @@ class HistoryRow:
 
 
 def history_rows(
-    layout: StoreLayout,
+    store: Store,
+    query: HistoryQuery | None = None,
     *,
     reconcile: bool = True,
     now: datetime | None = None,
     lease_intervals: float | None = None,
     progress: Progress | None = None,
 ) -> Iterator[HistoryRow]:
-    """Yield every run's history row, newest first, from the incremental index.
+    """Yield the history row of every run that passes ``query``, newest first.
 
-    ``lease_intervals`` defaults to :data:`projections.liveness.DEFAULT_LEASE_INTERVALS`.
+    ``query`` filters on what is shown: a run reconciled on the way is judged by its new
+    status, and ``abandoned`` also matches ``abandoned?``. ``lease_intervals`` defaults to
+    :data:`runjournal.projections.liveness.DEFAULT_LEASE_INTERVALS`.
     """
+    query = query or HistoryQuery()
     options = _options(now, lease_intervals)
-    if getattr(layout, "lock_scope", "host") == "server":
-        from runjournal.projections.pgfolds import FoldCache  # a database store keeps its read model in the database
-
-        summaries: Iterator[RunSummary] = FoldCache(layout, progress=progress).summaries()  # type: ignore[arg-type]
-    else:
-        summaries = HistoryIndex(layout, progress=progress).summaries()  # type: ignore[arg-type]
-    for summary in summaries:
-        if summary.error is not None:
-            yield HistoryRow(summary, UNREADABLE, summary.error)
-        elif summary.is_terminal:
-            yield HistoryRow(summary, summary.status, summary.reason)
-        else:
-            yield _current_row(layout, summary, reconcile, options)
+    for summary in store.summaries(_recorded(query), PROJECTOR, progress=progress):
+        row = _row(store, summary, reconcile, options)
+        if shown_matches(query, row):
+            yield row
 
 
-def _current_row(layout: StoreLayout, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
-    from runjournal.journal.store import JsonlStore  # lazily: start-up cost (see the module docstring)
-    from runjournal.projections.reconcile import current_state
+def _row(store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
+    if summary.error is not None:
+        return HistoryRow(summary, UNREADABLE, summary.error)
+    if summary.is_terminal:
+        return HistoryRow(summary, summary.status, summary.reason)
+    return _current_row(store, summary, reconcile, options)
 
-    store = layout if isinstance(layout, JsonlStore) or hasattr(layout, "url") else JsonlStore(layout.root)
+
+def _recorded(query: HistoryQuery) -> HistoryQuery:
+    """The query a store can answer from recorded summaries: a run not yet over may still become
+    any terminal status (reconciled on the way), so it is always asked for."""
+    if query.statuses is None:
+        return replace(query, reason=None)
+    if query.statuses <= TERMINAL_STATUSES - {"abandoned"}:
+        return replace(query, reason=None)
+    return replace(query, statuses=query.statuses | {"running", "empty"}, reason=None)
+
+
+def shown_matches(query: HistoryQuery, row: HistoryRow) -> bool:
+    """Whether a row passes ``query`` by what history shows (``abandoned`` also matches ``abandoned?``).
+
+    An unreadable run passes every status and reason filter: nobody can tell what it is, and
+    hiding it would hide the problem.
+    """
+    shown = "abandoned" if row.status == DERIVED_ABANDONED else row.status
+    if row.status != UNREADABLE:
+        if query.statuses is not None and shown not in query.statuses:
+            return False
+        if query.reason is not None and row.reason != query.reason:
+            return False
+    return replace(query, statuses=None, reason=None).matches(row.summary)
+
+
+def _current_row(store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
+    from runjournal.projections.reconcile import current_state  # lazily: start-up cost (see the module docstring)
+
     try:
         current = current_state(store, summary.run_id, reconcile=reconcile, **options)
     except (JournalError, OSError) as exc:

@@ -1,7 +1,7 @@
 """The liveness verdict: is the writer of a run alive, dead, or can we not tell?
 
 A pure function of the run's state, the facts observed about its writer
-(:class:`journal.liveness.WriterFacts`) and the reader's ``now``: it never reads the clock,
+(:data:`runjournal.journal.liveness.WriterFacts`) and the reader's ``now``: it never reads the clock,
 ``/proc`` or the filesystem itself. The decision table is in ``docs/liveness.md``.
 
 Same host, the answer is certain: a different boot id, or a pid that is gone, a zombie or
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from runjournal.journal.events import AbandonReason
-from runjournal.journal.liveness import WriterFacts
+from runjournal.journal.liveness import HostFacts, ServerFacts, WriterFacts
 from runjournal.projections.state import RunState
 
 Liveness = Literal["alive", "dead", "unknown"]
@@ -60,7 +60,7 @@ def judge(
         return no_writer_verdict()
     writer = started.writer
     evidence: dict[str, Any] = {"checked": ["host"], "host": writer.host, "host_now": facts.host_now}
-    if facts.lock_scope == "server":
+    if isinstance(facts, ServerFacts):
         return _judge_on_server(state, facts, lease_intervals, evidence)
     if facts.same_host:
         return _judge_same_host(state, facts, evidence)
@@ -72,7 +72,7 @@ def no_writer_verdict() -> Verdict:
     return Verdict("unknown", None, {"checked": [], "note": "no 'started' event: no writer recorded"})
 
 
-def _judge_same_host(state: RunState, facts: WriterFacts, evidence: dict[str, Any]) -> Verdict:
+def _judge_same_host(state: RunState, facts: HostFacts, evidence: dict[str, Any]) -> Verdict:
     writer = state.started.writer  # type: ignore[union-attr]
     evidence["checked"].append("boot_id")
     evidence |= {"boot_id_recorded": writer.boot_id, "boot_id_now": facts.boot_id_now}
@@ -95,7 +95,7 @@ def _judge_same_host(state: RunState, facts: WriterFacts, evidence: dict[str, An
     return Verdict("dead", AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE, evidence)
 
 
-def _pid_state(start_ticks: int, facts: WriterFacts) -> str:
+def _pid_state(start_ticks: int, facts: HostFacts) -> str:
     process = facts.process
     if process is None:
         return "gone"
@@ -112,7 +112,7 @@ def _note_lock(facts: WriterFacts, evidence: dict[str, Any]) -> None:
 
 
 def _judge_other_host(
-    state: RunState, facts: WriterFacts, now: datetime, lease_intervals: float, evidence: dict[str, Any]
+    state: RunState, facts: HostFacts, now: datetime, lease_intervals: float, evidence: dict[str, Any]
 ) -> Verdict:
     interval = state.started.heartbeat_interval  # type: ignore[union-attr]
     lease = lease_intervals * interval
@@ -138,7 +138,7 @@ def _judge_other_host(
     return Verdict("unknown", None, evidence)
 
 
-def _judge_on_server(state: RunState, facts: WriterFacts, lease_intervals: float, evidence: dict[str, Any]) -> Verdict:
+def _judge_on_server(state: RunState, facts: ServerFacts, lease_intervals: float, evidence: dict[str, Any]) -> Verdict:
     """A database store: the writer's session lock is certain for every host; the clock is the server's.
 
     A free lock means the writer's session is gone (the server released it), so the writer

@@ -26,14 +26,19 @@ from runjournal.journal.errors import (
     RunLockedError,
     ShortWriteError,
     WriterClosedError,
+    is_read_only_error,
 )
 from runjournal.journal.identity import checker_identity
-from runjournal.journal.liveness import observe_writer
-from runjournal.journal.repair import LockedRun, is_read_only_error
 from runjournal.journal.status import DERIVED_ABANDONED
-from runjournal.journal.store import Store
+from runjournal.journal.store import LockedRun, Store
 from runjournal.projections.fold import fold
-from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS, Verdict, judge, no_writer_verdict, operator_verdict
+from runjournal.projections.liveness import (
+    DEFAULT_LEASE_INTERVALS,
+    Verdict,
+    judge,
+    no_writer_verdict,
+    operator_verdict,
+)
 from runjournal.projections.state import RunState
 
 Action = Literal["abandoned", "would-abandon", "alive", "unknown", "terminal", "busy", "read-only"]
@@ -128,7 +133,7 @@ def reconcile_run(
         return ReconcileResult(run_id, "terminal", None, state)
     if state.started is None:
         return ReconcileResult(run_id, "unknown", no_writer_verdict(), state)
-    verdict = judge(state, observe_writer(store, run_id, state.started.writer), moment, lease_intervals)
+    verdict = judge(state, store.writer_facts(run_id, state.started.writer), moment, lease_intervals)
     wanted = _wanted(verdict, operator)
     if dry_run or (wanted is None and not _lock_outlived_writer(verdict)):
         return ReconcileResult(run_id, _report_action(verdict, wanted), wanted or verdict, state)
@@ -197,7 +202,7 @@ def _reconcile_locked(
     if state.started is None:
         return ReconcileResult(run_id, "unknown", no_writer_verdict(), state)
     # Holding the lock proves nobody else does; the pid facts must still say dead.
-    facts = observe_writer(store, run_id, state.started.writer, lock_held=False)
+    facts = store.writer_facts(run_id, state.started.writer, lock_held=False)
     verdict = judge(state, facts, now, lease_intervals)
     wanted = _wanted(verdict, operator)
     if wanted is None or wanted.reason is None:
@@ -245,7 +250,7 @@ def _derived_only(store: Store, run_id: str, now: datetime, lease_intervals: flo
     state = fold(store.read(run_id).events())
     if state.is_terminal or state.started is None:
         return CurrentState(run_id, state)
-    verdict = judge(state, observe_writer(store, run_id, state.started.writer), now, lease_intervals)
+    verdict = judge(state, store.writer_facts(run_id, state.started.writer), now, lease_intervals)
     return CurrentState(run_id, state, verdict)
 
 

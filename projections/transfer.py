@@ -10,9 +10,10 @@ keeps appending to the source.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from runjournal.journal.errors import JournalError
+from runjournal.journal.store import Store
 from runjournal.journal.verify import verify_lines
 from runjournal.projections.reconcile import current_state
 
@@ -35,8 +36,8 @@ class Transfer:
     detail: str | None = None
 
 
-def copy_run(source: Any, destination: Any, run_id: str, *, reconcile: bool = True) -> Transfer:
-    """Copy one finished run from ``source`` to ``destination`` (both :class:`journal.store.Store`)."""
+def copy_run(source: Store, destination: Store, run_id: str, *, reconcile: bool = True) -> Transfer:
+    """Copy one finished run from ``source`` to ``destination``."""
     try:
         current = current_state(source, run_id, reconcile=reconcile)
     except JournalError as exc:  # a corrupt line, say: reported for this run, the others still move

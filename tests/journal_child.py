@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 
 from runjournal.journal.errors import JournalError
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 
 
 def say(text: str) -> None:
@@ -93,7 +93,7 @@ def short_write(root: str, run_id: str, extra: int) -> None:
         except JournalError as exc:
             results.append({"label": label, "error": type(exc).__name__, "errno": getattr(exc, "errno", None),
                             "message": str(exc), "size": os.fstat(fd).st_size})
-    say(json.dumps({"size_before": size, "path": str(Path(run.path)), "results": results}))
+    say(json.dumps({"size_before": size, "path": str(Path(Path(run.location))), "results": results}))
     os._exit(0)  # no context manager: it would try to append past the limit again
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 
 from runjournal.journal.errors import JournalError
-from runjournal.journal.pgstore import PgStore
+from runjournal.journal.postgres.store import PgStore
 from runjournal.journal.run import Run, start_run
 
 

@@ -12,9 +12,9 @@ from typing import TypeVar
 
 from runjournal.journal.events import Event, WriterIdentity
 from runjournal.journal.identity import writer_identity
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.procfacts import process_info
 from runjournal.journal.run import Run, start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.projections.fold import fold
 from runjournal.projections.state import RunState
 

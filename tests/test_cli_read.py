@@ -257,10 +257,10 @@ class TestHistory:
         """A run whose writer (this test) is alive shows as running and gets no event appended."""
         with start_run("live", ["only"], root=journal_dir, durability="none") as run:
             run.step_started("only")
-            before = run.path.read_bytes()
+            before = Path(run.location).read_bytes()
             result = invoke(journal_dir, "history", "--json")
             assert [r["status"] for r in json.loads(result.stdout)] == ["running"]
-            assert run.path.read_bytes() == before
+            assert Path(run.location).read_bytes() == before
 
     def test_colour_only_on_status_and_alignment_kept(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """With colour on, only the status is coloured and the columns stay aligned."""

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner, Result
 from run_helpers import orphan_run, state_of, terminal_state, write_workflow
 
-from runjournal.cli.engine.runfiles import cancel_request_path, unit_log_path
+from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.main import cli
 from runjournal.journal.identity import writer_identity
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.projections.reconcile import current_state
 
 RUN_ID = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{4}$")
@@ -159,7 +159,7 @@ class TestExec:
         state = state_of(store, run_id)
         assert (state.workflow, list(state.steps), state.status) == ("wrap", ["sh"], "failed")
         assert state.steps["sh"].exit_code == 3
-        assert unit_log_path(store.log_dir(run_id), "sh").read_text().count("out\n") == 1
+        assert unit_log_path(store.side_files.log_dir(run_id), "sh").read_text().count("out\n") == 1
 
     def test_success_and_step_name(self, store: JsonlStore) -> None:
         """--step names the single step; success exits 0."""
@@ -179,7 +179,7 @@ class TestExec:
         assert result.exit_code == 0, result.output
         run_id = started_run(store, result)
         assert terminal_state(store, run_id).status == "succeeded"
-        assert unit_log_path(store.log_dir(run_id), "sh").read_text() == "detached\n"
+        assert unit_log_path(store.side_files.log_dir(run_id), "sh").read_text() == "detached\n"
 
     def test_requires_command(self, store: JsonlStore) -> None:
         """exec without a command is a usage error."""
@@ -211,7 +211,7 @@ class TestDetach:
         assert store.exists(run_id)
         state = terminal_state(store, run_id)
         assert state.status == "succeeded"
-        assert state.started is not None and state.started.writer.argv[1:3] == ["--root", str(store.root.resolve())]
+        assert state.started is not None and state.started.writer.argv[1:2] == ["--spec-fd"]  # the supervisor writes
 
     def test_detach_refused_while_live(self, store: JsonlStore, tmp_path: Path) -> None:
         """The supervisor's refusal reaches the client as its one-line error and exit code."""
@@ -220,7 +220,7 @@ class TestDetach:
             result = invoke(store, "run", "--detach", str(write_workflow(tmp_path, HELLO)))
             assert_user_error(result, 3, f"already has a live run {live.run_id}")
             assert list(store.run_ids()) == [live.run_id]
-            assert not any(store.logs_dir.iterdir())
+            assert not any(store.side_files.logs_dir.iterdir())
         finally:
             live.writer.close()
 
@@ -295,7 +295,7 @@ class TestCancel:
         before = store.path(run_id).read_bytes()
         assert_user_error(invoke(store, "cancel", run_id), 1, f"run {run_id} already succeeded; nothing to cancel")
         assert store.path(run_id).read_bytes() == before
-        assert not cancel_request_path(store, run_id).exists()
+        assert not store.side_files.cancel_request(run_id).exists()
 
     def test_gone_writer_is_reconciled(self, store: JsonlStore) -> None:
         """Cancelling a run whose writer is gone records it abandoned instead."""

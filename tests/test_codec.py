@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from runjournal.journal import codec
-from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, chain_hash, decode_line, encode_line
+from runjournal.journal.codec import MAX_LINE_BYTES, chain_hash, decode_line, encode_line
 from runjournal.journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
 from runjournal.journal.events import Heartbeat
+from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.testing import journal_lines, make_heartbeat, make_stream
 
 HEARTBEAT = {"v": 1, "run_id": "r1", "seq": 1, "ts": "2026-01-01T00:00:00.000000Z", "type": "heartbeat"}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from runjournal.journal.codec import GENESIS_HASH, decode_line, encode_line
+from runjournal.journal.codec import decode_line, encode_line
 from runjournal.journal.events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -20,6 +20,7 @@ from runjournal.journal.events import (
     Heartbeat,
     Started,
 )
+from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.testing import EVENT_STRATEGIES, events, make_identity, make_started
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from runjournal.cli.commands.follow import Tail
 from runjournal.journal.codec import encode_line
 from runjournal.journal.events import Heartbeat
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
+from runjournal.projections.tail import RunTail
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ WRITER = r"""
 import os, sys
 from runjournal.journal.codec import encode_line
 from runjournal.journal.events import Heartbeat
-from runjournal.journal.reader import Cursor
+from runjournal.journal.jsonl.reader import Cursor
 from runjournal.journal.run import start_run
 
 run = start_run("followed", ["work"], root=sys.argv[1], durability="none")
@@ -181,15 +181,15 @@ def test_tail_never_yields_a_torn_line(journal_dir: Path) -> None:
     store = JsonlStore(journal_dir)
     run = start_run("torn", ["a"], store=store, durability="none")
     run.heartbeat()
-    tail = Tail(store, run.run_id)
+    tail = RunTail(store, run.run_id)
     assert [event.seq for event, _ in tail.new_events()] == [0, 1]
     third = Heartbeat(run_id=run.run_id, seq=2, ts=run.started.ts)
     line, _ = encode_line(third, run.writer.cursor.prev_hash)
-    with open(run.path, "ab") as f:
+    with open(Path(run.location), "ab") as f:
         f.write(line[:-10])
     assert list(tail.new_events()) == []
     assert tail.cursor == run.writer.cursor
-    with open(run.path, "ab") as f:
+    with open(Path(run.location), "ab") as f:
         f.write(line[-10:])
     assert [event.seq for event, _ in tail.new_events()] == [2]
     assert list(tail.new_events()) == []

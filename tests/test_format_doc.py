@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, encode_line
+from runjournal.journal.codec import MAX_LINE_BYTES, encode_line
 from runjournal.journal.events import (
     EVENT_TYPES,
     AbandonReason,
@@ -22,7 +22,8 @@ from runjournal.journal.events import (
     WriterIdentity,
 )
 from runjournal.journal.ids import RUN_ID_PATTERN
-from runjournal.journal.reader import RunReader
+from runjournal.journal.jsonl.reader import JsonlRunReader
+from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.verify import verify_file
 
 DOC = (Path(__file__).parent.parent / "docs" / "format.md").read_text(encoding="utf-8")
@@ -50,7 +51,7 @@ def test_the_worked_example_is_a_valid_journal(tmp_path: Path) -> None:
     runs.mkdir()
     path = runs / f"{EXAMPLE_RUN}.jsonl"
     path.write_bytes(b"".join(example_lines()))
-    events = list(RunReader(path, EXAMPLE_RUN).events())
+    events = list(JsonlRunReader(path, EXAMPLE_RUN).events())
     assert [e.type for e in events] == ["started", "step-progress", "step-progress", "succeeded"]
     assert list(verify_file(path, EXAMPLE_RUN)) == []
 
@@ -74,7 +75,7 @@ def test_the_worked_example_is_our_canonical_encoding(tmp_path: Path) -> None:
     path = tmp_path / f"{EXAMPLE_RUN}.jsonl"
     path.write_bytes(b"".join(example_lines()))
     prev = GENESIS_HASH
-    for event, line in zip(RunReader(path, EXAMPLE_RUN).events(), example_lines(), strict=True):
+    for event, line in zip(JsonlRunReader(path, EXAMPLE_RUN).events(), example_lines(), strict=True):
         encoded, prev = encode_line(event, prev)
         assert encoded == line
 
@@ -158,7 +159,7 @@ def test_a_node_writer_following_the_doc_is_accepted(tmp_path: Path) -> None:
     script.write_text(NODE_WRITER)
     subprocess.run(["node", str(script), str(tmp_path / "root"), "node-run-1"], check=True, timeout=60)
     path = tmp_path / "root" / "runs" / "node-run-1.jsonl"
-    events = list(RunReader(path, "node-run-1").events())
+    events = list(JsonlRunReader(path, "node-run-1").events())
     assert [e.seq for e in events] == list(range(6))
     assert events[0].workflow == "déploiement ✓" and events[0].heartbeat_interval == 30.0
     assert events[-1].reason is FailReason.UNKNOWN and events[-1].message == 'stopped at "eu"\n'

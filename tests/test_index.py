@@ -19,8 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runjournal.journal.events import Event
+from runjournal.journal.jsonl.index import FORMAT, INDEX_DIR, HistoryIndex, load_shard, shard_of, shard_path
+from runjournal.journal.jsonl.index_shards import SUMMARY_LENGTH
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.readmodel import SUMMARY_FIELDS, RunSummary, parse_time
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.testing import (
     event_streams,
     journal_bytes,
@@ -32,19 +35,7 @@ from runjournal.journal.testing import (
     write_journal,
 )
 from runjournal.projections.fold import fold
-from runjournal.projections.index import (
-    FORMAT,
-    INDEX_DIR,
-    SUMMARY_FIELDS,
-    HistoryIndex,
-    RunSummary,
-    load_shard,
-    parse_time,
-    shard_of,
-    shard_path,
-    summarize,
-)
-from runjournal.projections.index_shards import SUMMARY_LENGTH
+from runjournal.projections.summary import PROJECTOR, summarize
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +47,7 @@ def fresh_summaries(store: JsonlStore) -> list[RunSummary]:
 
 def indexed(store: JsonlStore) -> list[RunSummary]:
     """What a fresh HistoryIndex (loading whatever is saved) lists."""
-    return list(HistoryIndex(store).summaries())
+    return list(HistoryIndex(store, PROJECTOR).summaries())
 
 
 def append_bytes(path: Path, data: bytes) -> None:
@@ -133,7 +124,7 @@ def test_append_after_indexing_is_seen_without_refolding(journal_dir: Path) -> N
         first = indexed(store)
         assert [(s.status, s.steps_done, s.events) for s in first] == [("running", 0, 2)]
         run.step_succeeded("build", exit_code=0)
-        index = HistoryIndex(store)
+        index = HistoryIndex(store, PROJECTOR)
         (summary,) = index.summaries()
         assert (summary.status, summary.steps_done, summary.events) == ("running", 1, 3)
         assert index.counts == {"appended": 1, "refolded": 0}
@@ -146,9 +137,9 @@ def test_unchanged_runs_are_not_read_again(journal_dir: Path) -> None:
     store = JsonlStore(journal_dir)
     for n in range(5):
         write_journal(journal_dir, make_stream(f"run-{n}", terminal="succeeded" if n % 2 else None))
-    first = HistoryIndex(store)
+    first = HistoryIndex(store, PROJECTOR)
     assert len(list(first.summaries())) == 5 and first.counts["refolded"] == 5
-    second = HistoryIndex(store)
+    second = HistoryIndex(store, PROJECTOR)
     assert list(second.summaries()) == fresh_summaries(store)
     assert second.counts == {"appended": 0, "refolded": 0}
 
@@ -160,7 +151,7 @@ def test_replaced_file_is_refolded(journal_dir: Path) -> None:
     indexed(store)
     other = make_stream("r1", steps=["x", "y", "z"], terminal="failed")
     replace_file(path, journal_bytes(other))
-    index = HistoryIndex(store)
+    index = HistoryIndex(store, PROJECTOR)
     assert list(index.summaries()) == [summarize(fold(other), "r1")]
     assert index.counts == {"appended": 0, "refolded": 1}
 
@@ -172,7 +163,7 @@ def test_truncated_file_is_refolded(journal_dir: Path) -> None:
     path = write_journal(journal_dir, stream)
     assert indexed(store)[0].status == "succeeded"
     os.truncate(path, len(journal_bytes(stream[:2])))
-    index = HistoryIndex(store)
+    index = HistoryIndex(store, PROJECTOR)
     assert list(index.summaries()) == [summarize(fold(stream[:2]), "r1")]
     assert index.counts["refolded"] == 1
 
@@ -185,7 +176,7 @@ def test_rewrite_in_place_with_same_size_is_refolded(journal_dir: Path) -> None:
     indexed(store)
     info = path.stat()
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
-    index = HistoryIndex(store)
+    index = HistoryIndex(store, PROJECTOR)
     list(index.summaries())
     assert index.counts["refolded"] == 1
 
@@ -261,7 +252,7 @@ def test_damaged_shard_is_ignored_and_rebuilt(journal_dir: Path) -> None:
     expected = indexed(store)
     path = shard_path(journal_dir / INDEX_DIR, shard_of("r1"))
     path.write_bytes(path.read_bytes()[:-20])
-    index = HistoryIndex(store)
+    index = HistoryIndex(store, PROJECTOR)
     assert list(index.summaries()) == expected and index.counts["refolded"] == 1
 
 
@@ -273,7 +264,7 @@ def test_state_resumes_from_the_saved_fold(journal_dir: Path) -> None:
     indexed(store)
     tail = [make_succeeded(len(stream), run_id="r1")]
     append_bytes(path, b"".join(journal_lines(tail, _last_hash(stream))))
-    state, reader = HistoryIndex(store).state("r1")
+    state, reader = HistoryIndex(store, PROJECTOR).state("r1")
     assert state == fold(stream + tail)
     assert reader.cursor.offset == path.stat().st_size
 
@@ -298,7 +289,7 @@ def test_unwritable_index_still_lists_runs(journal_dir: Path) -> None:
     store = JsonlStore(journal_dir)
     write_journal(journal_dir, make_stream("r1"))
     (journal_dir / INDEX_DIR).write_bytes(b"not a directory")
-    index = HistoryIndex(store)
+    index = HistoryIndex(store, PROJECTOR)
     assert list(index.summaries()) == fresh_summaries(store)
     assert index.problem is not None and "not saved" in index.problem
 
@@ -306,11 +297,12 @@ def test_unwritable_index_still_lists_runs(journal_dir: Path) -> None:
 _REFRESHER = textwrap.dedent(
     """
     import sys, time
-    from runjournal.journal.store import JsonlStore
-    from runjournal.projections.index import HistoryIndex
+    from runjournal.journal.jsonl.store import JsonlStore
+    from runjournal.journal.jsonl.index import HistoryIndex
+    from runjournal.projections.summary import PROJECTOR
     store, deadline = JsonlStore(sys.argv[1]), time.monotonic() + float(sys.argv[2])
     while time.monotonic() < deadline:
-        HistoryIndex(store).refresh()
+        HistoryIndex(store, PROJECTOR).refresh()
     """
 )
 
@@ -337,7 +329,7 @@ def test_concurrent_refreshes_never_expose_a_half_written_index(journal_dir: Pat
     for n in range(200):
         write_journal(journal_dir, make_stream(f"base-{n:03d}", terminal=None if n % 7 == 0 else "succeeded"))
     seconds = "3"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(journal_dir), seconds], env=env)]
     refresher = [sys.executable, "-c", _REFRESHER, str(journal_dir), seconds]
     procs += [subprocess.Popen(refresher, env=env) for _ in range(3)]
@@ -367,7 +359,7 @@ def _read_shards_until_done(directory: Path, procs: list[subprocess.Popen[bytes]
                 if header.get("format") != FORMAT:
                     errors.append(f"{file.name}: wrong format")
                 reads += 1
-            summaries = list(HistoryIndex(JsonlStore(directory.parent), save=False).summaries())
+            summaries = list(HistoryIndex(JsonlStore(directory.parent), PROJECTOR, save=False).summaries())
             if any(s.error for s in summaries):
                 errors.append("a run read as corrupt mid-append")
 

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from runjournal.journal.events import AbandonReason, WriterIdentity
 from runjournal.journal.identity import writer_identity
-from runjournal.journal.liveness import WriterFacts, observe_writer
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.liveness import HostFacts
 from runjournal.journal.procfacts import ProcessInfo, boot_id, host_name, process_info
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.testing import BASE_TIME, make_heartbeat, make_identity, make_started
 from runjournal.projections.fold import fold
 from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS, judge
@@ -40,8 +40,8 @@ def _state(identity: WriterIdentity | None = None, *, interval: float = 30.0, la
 
 
 def _facts(*, same_host: bool = True, boot: str | None = BOOT, process: ProcessInfo | None = None,
-           lock: bool | None = False) -> WriterFacts:
-    return WriterFacts(host_now=HERE if same_host else "host-b", same_host=same_host,
+           lock: bool | None = False) -> HostFacts:
+    return HostFacts(host_now=HERE if same_host else "host-b", same_host=same_host,
                        boot_id_now=boot if same_host else None, process=process, lock_held=lock)
 
 
@@ -132,7 +132,7 @@ def test_other_host_lease(silence: timedelta, lease: float, lock: bool | None, l
 def test_other_host_verdict_ignores_pid_facts() -> None:
     """A pid on this host means nothing for a writer on another host, even if a process with it lives here."""
     state = _state(OTHER, last_at=BASE_TIME)
-    facts = WriterFacts(host_now=HERE, same_host=False, boot_id_now=None, process=None, lock_held=False)
+    facts = HostFacts(host_now=HERE, same_host=False, boot_id_now=None, process=None, lock_held=False)
     assert judge(state, facts, BASE_TIME + timedelta(seconds=5)).liveness == "unknown"
     assert "pid" not in judge(state, facts, BASE_TIME).evidence
 
@@ -198,14 +198,14 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
         child.wait()
 
 
-def _observe(root: Path, identity: WriterIdentity, *, keep_open: bool = False) -> WriterFacts:
+def _observe(root: Path, identity: WriterIdentity, *, keep_open: bool = False) -> HostFacts:
     """Create a run recorded with ``identity``, close its writer unless ``keep_open``, and observe it."""
     store = JsonlStore(root)
     run = start_run("wf", ["a"], store=store, identity=identity, durability="none")
     try:
         if not keep_open:
             run.writer.close()
-        return observe_writer(store, run.run_id, identity)
+        return store.writer_facts(run.run_id, identity)
     finally:
         run.writer.close()
 

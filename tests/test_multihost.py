@@ -29,10 +29,10 @@ from run_helpers import cli_argv, wait_for
 
 from runjournal.journal.errors import WriterClosedError, WriterFencedError
 from runjournal.journal.events import Heartbeat
-from runjournal.journal.pgstore import PgRunWriter, PgStore
+from runjournal.journal.postgres.store import PgRunWriter, PgStore
 from runjournal.journal.procfacts import process_info
-from runjournal.journal.reader import Cursor
-from runjournal.journal.writer import utc_now
+from runjournal.journal.records import Cursor
+from runjournal.journal.store import utc_now
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from runjournal.journal.pgstore import PgStore
+from runjournal.journal.postgres.store import PgStore
 from runjournal.journal.run import start_run
 
 FOLLOW = [sys.executable, "-m", "runjournal"]
@@ -33,35 +33,35 @@ def _wait_for_listener(url: str, deadline: float = 10.0) -> None:
 
 
 def test_notification_for_the_run_wakes_the_watcher(pg_url: str) -> None:
-    """An append to the run ends the wait with the run id, long before the 30 s poll would."""
+    """An append to the run ends the wait with news (True), long before the 30 s poll would."""
     store = PgStore(pg_url)
     run = start_run("wf", ["a"], store=store)
-    result: list[set[str]] = []
-    watch = store.watch_run(run.run_id, poll_seconds=30)
+    result: list[bool] = []
+    watch = store.watch(run.run_id, poll_seconds=30)
     waiter = threading.Thread(target=lambda: result.append(next(watch)))
     waiter.start()
     _wait_for_listener(pg_url)
     run.step_started("a")
     waiter.join(timeout=20)
-    assert result == [{run.run_id}]
+    assert result == [True]
     watch.close()
     run.writer.close()
 
 
 def test_other_runs_do_not_wake_the_watcher(pg_url: str) -> None:
-    """Appends to another run are ignored: the watcher only returns at its poll, with an empty set."""
+    """Appends to another run are ignored: the watcher only returns at its poll, without news (False)."""
     store = PgStore(pg_url)
     mine = start_run("wf", ["a"], store=store)
     other = start_run("wf", ["a"], store=store)
-    result: list[set[str]] = []
-    watch = store.watch_run(mine.run_id, poll_seconds=1.0)
+    result: list[bool] = []
+    watch = store.watch(mine.run_id, poll_seconds=1.0)
     waiter = threading.Thread(target=lambda: result.append(next(watch)))
     waiter.start()
     _wait_for_listener(pg_url)
     other.step_started("a")
     other.step_succeeded("a")
     waiter.join(timeout=20)
-    assert result == [set()]
+    assert result == [False]
     watch.close()
     for run in (mine, other):
         run.writer.close()

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from runjournal.journal.codec import MAX_LINE_BYTES, chain_hash
 from runjournal.journal.errors import CorruptLineError, IntegrityError, SequenceError, UnsupportedVersionError
 from runjournal.journal.events import Event, PlannedStep
+from runjournal.journal.jsonl.reader import JsonlRunReader, scan_to_end
 from runjournal.journal.lines import TornTail
-from runjournal.journal.reader import Cursor, RunReader, scan_to_end
+from runjournal.journal.records import Cursor
 from runjournal.journal.testing import (
     event_streams,
     journal_bytes,
@@ -32,9 +33,9 @@ from runjournal.journal.testing import (
 RUN = "20260101T000000000000Z-0001"
 
 
-def read_all(path: Path, run_id: str, cursor: Cursor | None = None) -> tuple[list[Event], RunReader]:
+def read_all(path: Path, run_id: str, cursor: Cursor | None = None) -> tuple[list[Event], JsonlRunReader]:
     """Every event from ``cursor`` on, and the exhausted reader."""
-    reader = RunReader(path, run_id, cursor)
+    reader = JsonlRunReader(path, run_id, cursor)
     return list(reader.events()), reader
 
 
@@ -178,7 +179,7 @@ def test_a_bad_line_in_the_middle_is_an_error_naming_file_line_and_offset(journa
     bad, error_cls, reason = BAD_THIRD_LINE[case]
     after = make_heartbeat(3)
     path = write_journal(journal_dir, GOOD, data=b"".join(GOOD_LINES) + bad + journal_lines([after])[0])
-    reader = RunReader(path, RUN)
+    reader = JsonlRunReader(path, RUN)
     seen: list[Event] = []
     with pytest.raises(error_cls) as info:
         seen.extend(reader.events())

@@ -8,7 +8,7 @@ import pytest
 
 from runjournal.journal import lines as lines_module
 from runjournal.journal.errors import CorruptLineError
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.testing import journal_lines, make_abandoned, make_stream, write_journal
 
 

@@ -20,10 +20,10 @@ from runjournal.journal.crashpoints import CRASH_ENV, CRASH_EXIT_CODE
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.events import AbandonReason, WriterIdentity
 from runjournal.journal.identity import checker_identity, writer_identity
+from runjournal.journal.jsonl.repair import append_abandoned
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.procfacts import process_info
-from runjournal.journal.repair import append_abandoned
 from runjournal.journal.run import Run, start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.testing import TornStream, journal_lines, make_started, make_stream, torn_streams, write_journal
 from runjournal.journal.verify import verify_file
 from runjournal.projections.fold import fold
@@ -215,7 +215,7 @@ def test_torn_tail_is_quarantined_before_abandoned_is_appended(torn: TornStream)
 
 def _crash_reconcile(root: Path, run_id: str, label: str) -> None:
     code = (
-        "import sys; from journal.store import JsonlStore; from projections.reconcile import reconcile_run; "
+        "import sys; from runjournal.journal.jsonl.store import JsonlStore; from runjournal.projections.reconcile import reconcile_run; "
         "reconcile_run(JsonlStore(sys.argv[1]), sys.argv[2])"
     )
     env = os.environ | {CRASH_ENV: label}
@@ -319,7 +319,7 @@ def _as_nobody(root: Path, run_id: str) -> subprocess.CompletedProcess[str]:
     # so the read path is exercised once first (writing nothing) to load its lazy imports.
     code = (
         "import json, os, sys\n"
-        "from journal.store import JsonlStore\nfrom projections.reconcile import current_state\n"
+        "from runjournal.journal.jsonl.store import JsonlStore\nfrom runjournal.projections.reconcile import current_state\n"
         "current_state(JsonlStore(sys.argv[1]), sys.argv[2], reconcile=False)\n"
         "if os.geteuid() == 0:\n    os.setgid(65534); os.setuid(65534)\n"
         "c = current_state(JsonlStore(sys.argv[1]), sys.argv[2])\n"

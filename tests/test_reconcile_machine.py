@@ -1,6 +1,6 @@
 """A model-based test: writers start, write, end and die; reconcilers and readers run in between.
 
-A "writer" is an in-process :class:`~journal.writer.RunWriter` holding the run's lock; killing
+A "writer" is an in-process :class:`~runjournal.journal.jsonl.writer.JsonlRunWriter` holding the run's lock; killing
 it closes its fd without a terminal event (what the kernel does when a process dies). Its
 recorded identity names either this process (alive) or a reaped child (dead), or another
 host (judged by its lease on a clock the test controls). The model knows which runs are
@@ -26,10 +26,10 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from runjournal.journal.events import Failed, FailReason, Heartbeat, Started, StepProgress, Succeeded, WriterIdentity
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.ids import new_run_id
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.jsonl.writer import JsonlRunWriter
 from runjournal.journal.procfacts import process_info
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.testing import BASE_TIME
-from runjournal.journal.writer import RunWriter
 from runjournal.projections.fold import fold
 from runjournal.projections.history import run_states
 from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS
@@ -60,7 +60,7 @@ class ModelRun:
 
     run_id: str
     kind: str  # "alive" (this process), "dead" (reaped pid) or "remote"
-    writer: RunWriter | None
+    writer: JsonlRunWriter | None
     last_event_at: datetime
     status: str = "running"
     late_events: int = 0

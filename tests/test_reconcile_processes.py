@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from runjournal.journal.events import AbandonReason
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.procfacts import process_info
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.verify import verify_file
 from runjournal.projections.fold import fold
 from runjournal.projections.history import run_states

@@ -10,14 +10,14 @@ import pytest
 
 from runjournal.journal.errors import WriterClosedError
 from runjournal.journal.events import Event, FailReason, PlannedStep
-from runjournal.journal.reader import RunReader
+from runjournal.journal.jsonl.reader import JsonlRunReader
 from runjournal.journal.run import start_run
 from runjournal.journal.testing import make_identity
 
 
 def events_of(path: Path, run_id: str) -> list[Event]:
     """Every event of a finished run, read strictly."""
-    return list(RunReader(path, run_id).events())
+    return list(JsonlRunReader(path, run_id).events())
 
 
 def test_a_body_that_returns_writes_succeeded(journal_dir: Path) -> None:
@@ -25,7 +25,7 @@ def test_a_body_that_returns_writes_succeeded(journal_dir: Path) -> None:
     with start_run("deploy", ["build"], root=journal_dir, durability="none") as run:
         run.step_started("build")
         run.step_succeeded("build", exit_code=0)
-    types = [e.type for e in events_of(run.path, run.run_id)]
+    types = [e.type for e in events_of(Path(run.location), run.run_id)]
     assert types == ["started", "step-progress", "step-progress", "succeeded"]
 
 
@@ -34,7 +34,7 @@ def test_an_exception_writes_failed_and_propagates(journal_dir: Path) -> None:
     with pytest.raises(RuntimeError, match="disk on fire"), \
             start_run("deploy", root=journal_dir, durability="none") as run:
         raise RuntimeError("disk on fire")
-    last = events_of(run.path, run.run_id)[-1]
+    last = events_of(Path(run.location), run.run_id)[-1]
     assert last.type == "failed"
     assert last.reason is FailReason.EXCEPTION
     assert last.message == "RuntimeError: disk on fire"
@@ -44,7 +44,7 @@ def test_keyboard_interrupt_writes_cancelled(journal_dir: Path) -> None:
     """Ctrl-C in the body records ``cancelled`` by SIGINT, and the interrupt still propagates."""
     with pytest.raises(KeyboardInterrupt), start_run("deploy", root=journal_dir, durability="none") as run:
         raise KeyboardInterrupt
-    last = events_of(run.path, run.run_id)[-1]
+    last = events_of(Path(run.location), run.run_id)[-1]
     assert (last.type, last.by) == ("cancelled", "signal:SIGINT")
 
 
@@ -54,7 +54,7 @@ def test_a_body_that_ended_the_run_is_not_ended_twice(journal_dir: Path) -> None
         run.fail(FailReason.TIMEOUT, step="build", exit_code=124)
         with pytest.raises(WriterClosedError, match="already ended"):
             run.heartbeat()
-    events = events_of(run.path, run.run_id)
+    events = events_of(Path(run.location), run.run_id)
     assert [e.type for e in events] == ["started", "failed"]
     assert events[-1].reason is FailReason.TIMEOUT
 
@@ -77,7 +77,7 @@ def test_the_default_identity_describes_this_process(journal_dir: Path) -> None:
     """Without an explicit identity the writer records its own pid and a start time in ticks."""
     with start_run("deploy", root=journal_dir, durability="none") as run:
         pass
-    writer = events_of(run.path, run.run_id)[0].writer
+    writer = events_of(Path(run.location), run.run_id)[0].writer
     assert writer.pid == os.getpid() and writer.start_ticks > 0
 
 
@@ -88,6 +88,6 @@ def test_heartbeats_run_in_the_background_until_the_run_ends(journal_dir: Path) 
         deadline = time.monotonic() + 10
         while run.writer.next_seq < 3 and time.monotonic() < deadline:
             time.sleep(0.005)
-    types = [e.type for e in events_of(run.path, run.run_id)]
+    types = [e.type for e in events_of(Path(run.location), run.run_id)]
     assert types.count("heartbeat") >= 2
     assert types[-1] == "succeeded"

@@ -21,11 +21,11 @@ from run_helpers import (
     write_workflow,
 )
 
-from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT, cancel_request_path
+from runjournal.cli.engine.runfiles import SUPERVISOR_OUTPUT
 from runjournal.cli.main import cli
 from runjournal.journal.identity import current_user
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.procfacts import host_name, process_info
-from runjournal.journal.store import JsonlStore
 from runjournal.projections.history import run_states
 from runjournal.projections.reconcile import current_state
 
@@ -82,7 +82,7 @@ def test_detached_run_survives_killing_client_and_shell(store: JsonlStore, tmp_p
     session, tty = session_and_tty(supervisor)
     assert session != shell.pid and tty == 0
     assert os.readlink(f"/proc/{supervisor}/fd/0") == "/dev/null"
-    assert os.readlink(f"/proc/{supervisor}/fd/1") == str(store.log_dir(run_id) / SUPERVISOR_OUTPUT)
+    assert os.readlink(f"/proc/{supervisor}/fd/1") == str(store.side_files.log_dir(run_id) / SUPERVISOR_OUTPUT)
     gate.touch()
     state = terminal_state(store, run_id)
     assert state.status == "succeeded"
@@ -122,7 +122,7 @@ def test_cancel_live_detached_run_stops_every_child(store: JsonlStore, tmp_path:
         assert state.steps["never"].state == "pending"
         for pid in [*children, supervisor]:
             wait_for(lambda pid=pid: process_gone(pid), f"pid {pid} to be gone")
-        assert not cancel_request_path(store, run_id).exists()
+        assert not store.side_files.cancel_request(run_id).exists()
     finally:
         for pid in children:
             kill_group_quietly(pid)

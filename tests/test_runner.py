@@ -13,13 +13,13 @@ import pytest
 from run_helpers import events_of, process_gone, state_of, wait_for
 
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
-from runjournal.cli.engine.runfiles import cancel_request_path, unit_log_path, write_cancel_request
+from runjournal.cli.engine.runfiles import unit_log_path, write_cancel_request
 from runjournal.cli.engine.runner import Outcome, Runner, SkipPlan, skip_plan_from, stop_signals
 from runjournal.cli.engine.workflow import Step, Workflow, parse_workflow
 from runjournal.cli.rendering.progress import Progress, describe
 from runjournal.journal.events import Event, StepProgress
 from runjournal.journal.ids import new_run_id
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.projections.fold import fold
 from runjournal.projections.state import ItemState, RunState, StepState
 
@@ -93,7 +93,7 @@ class TestSuccess:
     def test_output_kept_per_step_and_item(self, store: JsonlStore) -> None:
         """stdout and stderr of each command are kept in private files beside the journal."""
         _, state, _ = execute(store, workflow(FANOUT))
-        log_dir = store.log_dir(state.run_id or "")
+        log_dir = store.side_files.log_dir(state.run_id or "")
         assert unit_log_path(log_dir, "prepare").read_text() == "ready\n"
         assert unit_log_path(log_dir, "verify").read_text() == "verified\n"
         item_log = unit_log_path(log_dir, "patch", "h3")
@@ -105,7 +105,7 @@ class TestSuccess:
         """A step's process holds no fd of the journal (so it can never keep the run's lock)."""
         wf = workflow('name = "w"\n[[steps]]\nname = "fds"\nrun = "ls -l /proc/$$/fd"\n')
         _, state, _ = execute(store, wf)
-        listing = unit_log_path(store.log_dir(state.run_id or ""), "fds").read_text()
+        listing = unit_log_path(store.side_files.log_dir(state.run_id or ""), "fds").read_text()
         assert ".jsonl" not in listing and "runs/" not in listing
         assert "0 -> /dev/null" in listing
 
@@ -120,7 +120,7 @@ class TestSuccess:
         wf = workflow('name = "w"\n[[steps]]\nname = "env"\n'
                       'run = "echo $RUNJOURNAL_RUN_ID $RUNJOURNAL_STEP $RUNJOURNAL_INPUT_version"\n')
         _, state, _ = execute(store, wf, inputs={"version": "1.2"})
-        out = unit_log_path(store.log_dir(state.run_id or ""), "env").read_text()
+        out = unit_log_path(store.side_files.log_dir(state.run_id or ""), "env").read_text()
         assert out == f"{state.run_id} env 1.2\n"
 
 
@@ -250,7 +250,7 @@ class TestStop:
         run = begin_run(store, LaunchSpec(new_run_id(), wf))
 
         def ask() -> None:
-            write_cancel_request(store, run.run_id, "alice@host", "wrong version")
+            write_cancel_request(store.side_files, run.run_id, "alice@host", "wrong version")
             runner.request_stop("SIGTERM")
 
         runner.on_event = _stop_when_b_runs(ask)  # type: ignore[assignment]
@@ -258,7 +258,7 @@ class TestStop:
             runner.execute(run)
         state = state_of(store, run.run_id)
         assert (state.terminal.by, state.terminal.reason) == ("alice@host", "wrong version")  # type: ignore[union-attr]
-        assert not cancel_request_path(store, run.run_id).exists()
+        assert not store.side_files.cancel_request(run.run_id).exists()
 
     def test_stop_before_any_step(self, store: JsonlStore) -> None:
         """A stop requested before the first step records cancelled with no step started."""
@@ -298,7 +298,7 @@ class TestSkip:
         assert (items["h1"].state, items["h1"].message) == ("skipped", "succeeded in run r1")
         assert (items["h4"].state, items["h4"].message) == ("skipped", "succeeded in run r0")
         assert [items[n].state for n in ("h2", "h3", "h5")] == ["succeeded"] * 3
-        log_dir = store.log_dir(state.run_id or "")
+        log_dir = store.side_files.log_dir(state.run_id or "")
         assert not unit_log_path(log_dir, "prepare").exists()
         assert not unit_log_path(log_dir, "patch", "h1").exists()
         assert not state.anomalies
@@ -311,7 +311,7 @@ class TestEcho:
         _, state, _ = execute(store, wf, echo=True)
         captured = capfd.readouterr()
         assert "out\n" in captured.out and "err\n" in captured.err
-        kept = unit_log_path(store.log_dir(state.run_id or ""), "sh").read_text()
+        kept = unit_log_path(store.side_files.log_dir(state.run_id or ""), "sh").read_text()
         assert sorted(kept.splitlines()) == ["err", "out"]
 
 

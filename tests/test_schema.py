@@ -14,10 +14,11 @@ from click.testing import CliRunner
 from hypothesis import given
 
 from runjournal.cli.main import cli
-from runjournal.journal.codec import GENESIS_HASH, chain_hash, decode_line
+from runjournal.journal.codec import chain_hash, decode_line
 from runjournal.journal.events import EVENT_TYPES, Abandoned, Event, Heartbeat
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.testing import event_streams, make_checker, make_stream
 
 

@@ -20,8 +20,8 @@ from runjournal.journal.errors import (
 )
 from runjournal.journal.events import Heartbeat, Started, StepProgress
 from runjournal.journal.ids import RUN_ID_PATTERN, new_run_id, validate_prefix, validate_run_id
-from runjournal.journal.reader import scan_to_end
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.reader import scan_to_end
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.testing import journal_bytes, make_heartbeat, make_started, make_stream, write_journal
 
 HOSTILE_IDS = [
@@ -83,7 +83,7 @@ def test_the_store_refuses_hostile_ids_before_touching_a_path(tmp_path: Path, ru
     planted = write_journal(tmp_path, make_stream(run_id="planted"))  # tmp_path/runs/planted.jsonl
     store = JsonlStore(root)
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    for call in (store.path, store.log_dir, store.exists, store.read, store.open_writer, store.writer_alive,
+    for call in (store.path, store.side_files.log_dir, store.exists, store.read, store.open_writer, store.writer_alive,
                  store.resolve):
         with pytest.raises(InvalidRunIdError):
             call(run_id)

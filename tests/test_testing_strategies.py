@@ -7,7 +7,7 @@ import tempfile
 from hypothesis import given
 
 from runjournal.journal.events import Event
-from runjournal.journal.reader import RunReader
+from runjournal.journal.jsonl.reader import JsonlRunReader
 from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.testing import TornStream, event_streams, make_stream, torn_streams, write_journal
 
@@ -25,7 +25,7 @@ def test_streams_are_valid_runs_that_read_back_unchanged(stream: list[Event]) ->
     assert all(a.ts <= b.ts for a, b in zip(stream, stream[1:]))
     with tempfile.TemporaryDirectory() as root:
         path = write_journal(root, stream)
-        assert list(RunReader(path, stream[0].run_id).events()) == stream
+        assert list(JsonlRunReader(path, stream[0].run_id).events()) == stream
 
 
 @given(event_streams(min_steps=1))

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from runjournal.cli.main import cli
-from runjournal.journal.pgstore import PgStore
+from runjournal.journal.postgres.store import PgStore
 from runjournal.journal.run import start_run
 from runjournal.journal.testing import make_stream, write_journal
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from runjournal.journal import writer as writer_module
 from runjournal.journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
 from runjournal.journal.events import Cancelled, Heartbeat, StepProgress, Succeeded
-from runjournal.journal.reader import RunReader
+from runjournal.journal.jsonl import writer as writer_module
+from runjournal.journal.jsonl.reader import JsonlRunReader
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.testing import make_started
 from runjournal.journal.verify import verify_file
 
@@ -71,7 +71,7 @@ def test_the_context_manager_surfaces_a_failed_fsync(journal_dir: Path, monkeypa
     patch_sync(monkeypatch, fail_sync)
     with pytest.raises(FsyncFailedError), start_run("wf", ["a"], root=journal_dir) as run:
         run.step_started("a")
-    assert [e.type for e in RunReader(run.path, run.run_id).events()] == ["started", "step-progress"]
+    assert [e.type for e in JsonlRunReader(Path(run.location), run.run_id).events()] == ["started", "step-progress"]
 
 
 def test_a_ctrl_c_stays_a_ctrl_c_when_the_cancel_cannot_be_recorded(
@@ -85,7 +85,7 @@ def test_a_ctrl_c_stays_a_ctrl_c_when_the_cancel_cannot_be_recorded(
     with pytest.raises(KeyboardInterrupt), start_run("wf", ["a"], root=journal_dir) as run:
         monkeypatch.setattr(writer_module.FileOps, "write", staticmethod(disk_full))
         raise KeyboardInterrupt
-    assert [e.type for e in RunReader(run.path, run.run_id).events()] == ["started"]
+    assert [e.type for e in JsonlRunReader(Path(run.location), run.run_id).events()] == ["started"]
 
 
 def run_short_write(root: Path, extra: int) -> dict[str, object]:
@@ -108,7 +108,7 @@ def test_a_short_write_is_cut_back_to_the_last_whole_line(journal_dir: Path) -> 
     path = Path(report["path"])  # type: ignore[arg-type]
     data = path.read_bytes()
     assert data.endswith(b"\n")
-    reader = RunReader(path, "fsize-run")
+    reader = JsonlRunReader(path, "fsize-run")
     assert [e.type for e in reader.events()] == ["started", "heartbeat"] and reader.torn_tail is None
     assert list(verify_file(path, "fsize-run")) == []
 

@@ -18,10 +18,10 @@ import pytest
 
 from runjournal.journal.errors import RunLockedError
 from runjournal.journal.events import Heartbeat
+from runjournal.journal.jsonl.reader import JsonlRunReader
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.lines import RawLine, iter_raw_lines
 from runjournal.journal.procfacts import host_name
-from runjournal.journal.reader import RunReader
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.verify import verify_file
 
 CHILD = Path(__file__).with_name("journal_child.py")
@@ -119,7 +119,7 @@ def check_killed_run(path: Path, run_id: str, acked: list[int]) -> bool:
     finally:
         os.close(fd)
     assert all(isinstance(item, RawLine) for item in items[:-1])
-    reader = RunReader(path, run_id)
+    reader = JsonlRunReader(path, run_id)
     events = list(reader.events())  # strict: every whole line decodes, chains and continues the seq
     assert [e.seq for e in events] == list(range(len(events)))
     assert set(acked) <= {e.seq for e in events}, "an acknowledged append is missing"

@@ -21,8 +21,10 @@ from runjournal.journal.store import Store
 from runjournal.projections.fold import fold
 from runjournal.projections.reconcile import reconcile_run
 from runjournal.projections.state import RunState
+from runjournal.projections.tail import RunTail, wait_until_over
 
-POLL_INTERVAL = 0.05
+POLL_SECONDS = 0.05
+"""How often to look for the writer's end while waiting (a cancel is usually over in milliseconds)."""
 
 
 @click.command()
@@ -54,13 +56,19 @@ def cancel(target: Target, ref: str, reason: str | None, wait_seconds: float) ->
     if writer is None or not _is_live_writer(writer):
         _reconcile_instead(store, run_id)
         return
-    write_cancel_request(store, run_id, f"{current_user()}@{host_name()}", reason)
+    write_cancel_request(store.side_files, run_id, f"{current_user()}@{host_name()}", reason)
     try:
         os.kill(writer.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass  # it ended meanwhile; the wait below sees how
-    final = _wait_terminal(store, run_id, writer, time.monotonic() + wait_seconds)
-    clear_cancel_request(store, run_id)
+    tail = RunTail(store, run_id)
+    final = wait_until_over(tail, deadline=time.monotonic() + wait_seconds, poll_seconds=POLL_SECONDS)
+    clear_cancel_request(store.side_files, run_id)
+    if tail.timed_out:
+        raise JournalClickError(
+            f"run {run_id} did not stop within the wait; its writer (pid {writer.pid}) is still running",
+            ExitCode.NEGATIVE,
+        )
     _report(run_id, final)
 
 
@@ -78,25 +86,9 @@ def _is_live_writer(writer: WriterIdentity) -> bool:
     return info is not None and info.start_ticks == writer.start_ticks and info.state != "zombie"
 
 
-def _wait_terminal(store: Store, run_id: str, writer: WriterIdentity, deadline: float) -> RunState:
-    """Poll the journal until the run is terminal; reconcile if the writer dies without ending it."""
-    while True:
-        state = _fold(store, run_id)
-        if state.is_terminal:
-            return state
-        if not _is_live_writer(writer):
-            return reconcile_run(store, run_id).state
-        if time.monotonic() >= deadline:
-            raise JournalClickError(
-                f"run {run_id} did not stop within the wait; its writer (pid {writer.pid}) is still running",
-                ExitCode.NEGATIVE,
-            )
-        time.sleep(POLL_INTERVAL)
-
-
 def _reconcile_instead(store: Store, run_id: str) -> None:
     result = reconcile_run(store, run_id)
-    clear_cancel_request(store, run_id)
+    clear_cancel_request(store.side_files, run_id)
     if not result.state.is_terminal:
         raise JournalClickError(
             f"run {run_id}: its writer is not running here, but it cannot be judged dead ({result.action}); "

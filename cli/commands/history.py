@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -23,10 +22,9 @@ from runjournal.cli.rendering.output import (
 )
 from runjournal.cli.rendering.textfmt import HISTORY_HEADER, aligned
 from runjournal.cli.target import Target
-from runjournal.journal.layout import RUN_SUFFIX, StoreLayout
-from runjournal.journal.status import DERIVED_ABANDONED, LISTED_STATUSES, UNREADABLE, ExitCode
+from runjournal.journal.readmodel import HistoryQuery
+from runjournal.journal.status import LISTED_STATUSES, UNREADABLE, ExitCode
 from runjournal.projections.history import HistoryRow, history_rows
-from runjournal.projections.index import parse_time
 
 _AGO = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -44,23 +42,6 @@ def parse_since(text: str, now: datetime) -> datetime:
             f"invalid --since value {text!r}: use a duration like 30m, 1h, 2d, 1w or a date like 2026-01-02"
         ) from None
     return moment.astimezone(UTC) if moment.tzinfo is None else moment
-
-
-def matching(
-    rows: Iterator[HistoryRow], workflow: str | None, status: str | None, reason: str | None, since: datetime | None
-) -> Iterator[HistoryRow]:
-    """The runs that pass every filter given (``abandoned`` also matches ``abandoned?``)."""
-    for row in rows:
-        summary = row.summary
-        if workflow is not None and summary.workflow != workflow:
-            continue
-        if status is not None and row.status != status and not (status == "abandoned" and row.status == DERIVED_ABANDONED):
-            continue
-        if reason is not None and row.reason != reason:
-            continue
-        if since is not None and (summary.started_at is None or parse_time(summary.started_at) < since):
-            continue
-        yield row
 
 
 @click.command()
@@ -94,19 +75,19 @@ def history(
       runjournal history --status abandoned --json
     """
     now = datetime.now(UTC)
-    cutoff = parse_since(since, now) if since is not None else None
-    # The JSONL store is read through its layout alone: a warm history never builds the event models.
-    layout = StoreLayout(target.root) if target.url is None else target.open()
+    query = HistoryQuery(
+        workflow=workflow, statuses=frozenset({status}) if status else None, reason=reason,
+        since=parse_since(since, now) if since is not None else None,
+    )
+    store = target.open()
     errors = ErrorTally()
     progress = IndexProgress()
-    rows = history_rows(layout, reconcile=not no_reconcile, progress=progress)
-    runs = islice(matching(errors.watch(_cleared(rows, progress)), workflow, status, reason, cutoff), limit)
+    rows = history_rows(store, query, reconcile=not no_reconcile, progress=progress)
+    runs = islice(errors.watch(_cleared(rows, progress)), limit)
     if fmt is OutputFormat.TEXT:
         _print_text(runs, raw, now)
     else:
-        # Ids here come from the store's own listing: a string join is enough (no Path per row).
-        prefix, suffix = (os.path.join(layout.runs_dir, ""), RUN_SUFFIX) if target.url is None else (f"{layout.root}#", "")
-        objects = (history_object(row, f"{prefix}{row.summary.run_id}{suffix}") for row in runs)
+        objects = (history_object(row, store.location(row.summary.run_id)) for row in runs)
         emit_objects(objects, fmt)
     if errors.count:
         sys.exit(ExitCode.JOURNAL)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,17 +14,13 @@ from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import clean
 from runjournal.cli.target import Target
 from runjournal.journal.fsio import check_dir
-from runjournal.journal.reader import Cursor
-from runjournal.journal.status import TERMINAL_TYPES
-from runjournal.journal.store import Store
-from runjournal.projections.fold import fold
-from runjournal.projections.reconcile import current_state
+from runjournal.journal.sidefiles import SideFiles
 from runjournal.projections.state import RunState
+from runjournal.projections.tail import RunTail, wait_until_over
 
-POLL_INTERVAL = 0.1
-LIVENESS_EVERY = 20
-"""With --follow, look for a dead writer every this many polls (reconciling it ends the run)."""
 CHUNK = 1 << 16
+OUTPUT_POLL_SECONDS = 0.2
+"""With --follow, step output is printed at least this often (it grows without journal events)."""
 
 
 @dataclass
@@ -64,21 +59,27 @@ def logs(target: Target, ref: str, step_name: str | None, item: str | None, foll
       runjournal logs 20260114T0930 --follow
     """
     store = target.open()
-    run_id = store.resolve(ref)
-    reader = store.read(run_id)
-    state = fold(reader.events())
-    units = _select(_units(store, run_id, state), run_id, step_name, item)
-    _refuse_planted_dirs(store, units)
+    tail = RunTail(store, store.resolve(ref))
+    for _ in tail.new_events():
+        pass
+    units = _select(_units(store.side_files, tail.run_id, tail.state), tail.run_id, step_name, item)
+    _refuse_planted_dirs(store.side_files, units)
     printer = _Printer(raw, headers=len(units) > 1)
-    if not follow or state.is_terminal:
+    if not follow or tail.state.is_terminal:
         if not any([printer.drain(unit) for unit in units]):
-            click.echo(f"runjournal: no output kept for the selected steps of run {run_id}", err=True)
+            click.echo(f"runjournal: no output kept for the selected steps of run {tail.run_id}", err=True)
         return
-    _follow(store, run_id, reader.cursor, units, printer)
+    wait_until_over(tail, poll_seconds=OUTPUT_POLL_SECONDS, on_wake=lambda: _drain_all(printer, units))
+    _drain_all(printer, units)
 
 
-def _units(store: Store, run_id: str, state: RunState) -> list[_Unit]:
-    log_dir = store.log_dir(run_id)
+def _drain_all(printer: _Printer, units: list[_Unit]) -> None:
+    for unit in units:
+        printer.drain(unit)
+
+
+def _units(side: SideFiles, run_id: str, state: RunState) -> list[_Unit]:
+    log_dir = side.log_dir(run_id)
     planned = {p.name: p.items for p in state.started.steps} if state.started else {}
     units = []
     for step in state.steps.values():
@@ -89,13 +90,13 @@ def _units(store: Store, run_id: str, state: RunState) -> list[_Unit]:
     return units
 
 
-def _refuse_planted_dirs(store: Store, units: list[_Unit]) -> None:
+def _refuse_planted_dirs(side: SideFiles, units: list[_Unit]) -> None:
     """Refuse a symlinked (or foreign-owned, world-writable) log directory on the way to any output file.
 
     ``O_NOFOLLOW`` only guards a path's last component; the directories above it are
     checked here, so a link planted as ``logs/<run_id>`` cannot make us print another file.
     """
-    for directory in dict.fromkeys([store.logs_dir, *(unit.path.parent for unit in units)]):
+    for directory in dict.fromkeys([side.logs_dir, *(unit.path.parent for unit in units)]):
         if os.path.lexists(directory):
             check_dir(directory)
 
@@ -144,22 +145,3 @@ class _Printer:
             click.echo(f"{'' if self.current is None else chr(10)}==> {clean(unit.label, self.raw)} <==")
         self.current = unit
         click.echo(clean(text, self.raw), nl=False, color=True if self.raw else None)
-
-
-def _follow(store: Store, run_id: str, cursor: Cursor, units: list[_Unit], printer: _Printer) -> None:
-    """Print output as it grows until the run has a terminal event (or its dead writer is reconciled)."""
-    polls = 0
-    while True:
-        for unit in units:
-            printer.drain(unit)
-        reader = store.read(run_id, cursor)
-        ended = any(event.type in TERMINAL_TYPES for event in reader.events())
-        cursor = reader.cursor
-        polls += 1
-        if not ended and polls % LIVENESS_EVERY == 0:
-            ended = current_state(store, run_id).state.is_terminal
-        if ended:
-            for unit in units:
-                printer.drain(unit)
-            return
-        time.sleep(POLL_INTERVAL)

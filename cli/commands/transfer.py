@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import asdict
-from typing import Any
 
 import click
 
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
 from runjournal.journal.status import ExitCode
+from runjournal.journal.store import Store
 from runjournal.projections.transfer import FAILURES, Transfer, copy_run
 
 
@@ -57,12 +57,12 @@ def import_(target: Target, source: str, runs: tuple[str, ...], no_reconcile: bo
     _transfer(_other_store(source, target), target.open(), runs, no_reconcile, fmt, raw)
 
 
-def _other_store(text: str, target: Target) -> Any:
+def _other_store(text: str, target: Target) -> Store:
     """The store at the other end: a postgresql:// URL, or a journal directory (runs in ``DIR/runs``)."""
-    return Target.from_options(text, target.root).open()
+    return Target(target.root, text).open()
 
 
-def _transfer(source: Any, destination: Any, runs: tuple[str, ...], no_reconcile: bool, fmt: OutputFormat,
+def _transfer(source: Store, destination: Store, runs: tuple[str, ...], no_reconcile: bool, fmt: OutputFormat,
               raw: bool) -> None:
     run_ids = [source.resolve(ref) for ref in runs] if runs else sorted(source.run_ids())
     results: list[Transfer] = []
@@ -76,7 +76,7 @@ def _transfer(source: Any, destination: Any, runs: tuple[str, ...], no_reconcile
             click.echo(clean(f"{run_id}  {result.outcome:<9}{detail}".rstrip(), raw))
     counts = Counter(result.outcome for result in results)
     if fmt is OutputFormat.JSON:
-        emit_json({"from": str(source.root), "to": str(destination.root), "runs": [asdict(r) for r in results]})
+        emit_json({"from": source.where, "to": destination.where, "runs": [asdict(r) for r in results]})
     else:
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no runs"
         click.echo(f"{len(results)} run(s): {summary}", err=True)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 import click
 
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
 from runjournal.journal.status import ExitCode
-from runjournal.journal.verify import Problem, verify_file, verify_lines
 
 
 @click.command()
@@ -30,7 +27,7 @@ def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) 
     for index, run_id in enumerate(run_ids, 1):
         if sys.stderr.isatty() and len(run_ids) > 50 and index % 50 == 0:
             click.echo(f"\rverified {index}/{len(run_ids)}", err=True, nl=False)
-        problems = list(_problems(store, run_id))
+        problems = list(store.verify(run_id))
         report.append({"run_id": run_id, "path": store.location(run_id), "ok": not problems,
                        "problems": [vars_of(p) for p in problems]})
         if fmt is not OutputFormat.JSON:
@@ -42,12 +39,6 @@ def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) 
     else:
         click.echo(f"{len(report)} run(s) checked, {bad} with problems", err=True)
     sys.exit(ExitCode.NEGATIVE if bad else ExitCode.OK)
-
-
-def _problems(store: Any, run_id: str) -> Iterator[Problem]:
-    if store.lock_scope == "server":
-        return verify_lines(store.raw_lines(run_id), run_id, store.location(run_id))
-    return verify_file(store.path(run_id), run_id)
 
 
 def vars_of(problem: object) -> dict[str, object]:

@@ -8,10 +8,6 @@ happen under a per-workflow lock, so two starts racing each other cannot both pa
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +17,7 @@ import orjson
 from runjournal.cli.engine.runner import SkipPlan
 from runjournal.cli.engine.workflow import Workflow, workflow_from_data
 from runjournal.journal.errors import JournalError
-from runjournal.journal.fsio import ensure_private_dir, open_regular
+from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.run import Run, start_run
 from runjournal.journal.status import NOT_LIVE
 from runjournal.journal.store import Store
@@ -70,7 +66,7 @@ class LaunchSpec:
 def begin_run(store: Store, spec: LaunchSpec) -> Run:
     """Create the run (its ``started`` event), unless the workflow has a live run; this process is the writer."""
     workflow = spec.workflow
-    with workflow_lock(store, workflow.name):
+    with store.workflow_lock(workflow.name):
         if not spec.allow_concurrent:
             live = next(live_runs(store, workflow.name), None)
             if live is not None:
@@ -87,29 +83,6 @@ def live_runs(store: Store, workflow: str) -> Iterator[HistoryRow]:
 
     Read through the history index, so finished runs cost nothing however many there are.
     """
-    for row in history_rows(store):
-        if row.summary.workflow != workflow or row.status in NOT_LIVE:
-            continue
-        yield row
-
-
-
-
-@contextlib.contextmanager
-def workflow_lock(store: Store, workflow: str) -> Iterator[None]:
-    """Hold an exclusive lock per workflow name (``locks/`` under the root) while inside.
-
-    A database store has its own lock, shared by every host.
-    """
-    if hasattr(store, "workflow_lock"):
-        with store.workflow_lock(workflow):
-            yield
-        return
-    locks = ensure_private_dir(store.root / "locks")
-    key = hashlib.sha256(workflow.encode()).hexdigest()[:24]
-    fd = open_regular(locks / f"workflow-{key}.lock", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    for row in history_rows(store, HistoryQuery(workflow=workflow)):
+        if row.status not in NOT_LIVE:
+            yield row

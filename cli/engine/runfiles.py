@@ -1,6 +1,7 @@
 """Files the workflow runner keeps beside a run's journal: step output and cancel requests.
 
-Step output lives under ``logs/<run_id>/``: ``<step>.log`` for a single-command step and
+They live in the host's side-file directory (:class:`~runjournal.journal.sidefiles.SideFiles`),
+whatever store holds the events. Step output lives under ``logs/<run_id>/``: ``<step>.log`` for a single-command step and
 ``<step>.d/<item>.log`` for each item of a fan-out step (stdout and stderr together, in the
 order they were written). Names are made safe for a file system (see :func:`safe_name`);
 file names end in ``.log`` and item directories in ``.d`` so the two can never collide.
@@ -21,11 +22,9 @@ from pathlib import Path
 import orjson
 
 from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular
-from runjournal.journal.ids import validate_run_id
-from runjournal.journal.store import Store
+from runjournal.journal.sidefiles import SideFiles
 
 SUPERVISOR_OUTPUT = "supervisor.out"
-CANCEL_SUFFIX = ".cancel"
 MAX_CANCEL_BYTES = 4096
 MAX_CANCEL_FIELD = 500
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -57,20 +56,16 @@ def open_unit_log(log_dir: Path, step: str, item: str | None = None) -> int:
     return open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
 
 
-def ensure_log_dir(store: Store, run_id: str) -> Path:
+def ensure_log_dir(side: SideFiles, run_id: str) -> Path:
     """The run's private log directory, created if missing."""
-    ensure_private_dir(store.logs_dir)
-    return ensure_private_dir(store.log_dir(run_id))
+    ensure_private_dir(side.logs_dir)
+    return ensure_private_dir(side.log_dir(run_id))
 
 
-def cancel_request_path(store: Store, run_id: str) -> Path:
-    """Where a cancel request for ``run_id`` is written."""
-    return store.runs_dir / f"{validate_run_id(run_id)}{CANCEL_SUFFIX}"
-
-
-def write_cancel_request(store: Store, run_id: str, by: str, reason: str | None) -> Path:
+def write_cancel_request(side: SideFiles, run_id: str, by: str, reason: str | None) -> Path:
     """Write the cancel request atomically (temp file, fsync, rename), 0600."""
-    final = cancel_request_path(store, run_id)
+    final = side.cancel_request(run_id)
+    ensure_private_dir(final.parent)
     tmp = final.with_name(f".{final.name}.{os.getpid()}")
     data = orjson.dumps({"by": by[:MAX_CANCEL_FIELD], "reason": reason[:MAX_CANCEL_FIELD] if reason else None})
     fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -84,10 +79,10 @@ def write_cancel_request(store: Store, run_id: str, by: str, reason: str | None)
     return final
 
 
-def read_cancel_request(store: Store, run_id: str) -> tuple[str, str | None] | None:
+def read_cancel_request(side: SideFiles, run_id: str) -> tuple[str, str | None] | None:
     """``(by, reason)`` from the run's cancel request, or None if there is none (or it is unreadable)."""
     try:
-        fd = open_regular(cancel_request_path(store, run_id), os.O_RDONLY)
+        fd = open_regular(side.cancel_request(run_id), os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -102,9 +97,9 @@ def read_cancel_request(store: Store, run_id: str) -> tuple[str, str | None] | N
     return by[:MAX_CANCEL_FIELD], reason[:MAX_CANCEL_FIELD] if isinstance(reason, str) else None
 
 
-def clear_cancel_request(store: Store, run_id: str) -> None:
+def clear_cancel_request(side: SideFiles, run_id: str) -> None:
     """Remove a consumed (or stale) cancel request."""
     try:
-        os.unlink(cancel_request_path(store, run_id))
+        os.unlink(side.cancel_request(run_id))
     except FileNotFoundError:
         pass

@@ -154,7 +154,7 @@ class Runner:
     def execute(self, run: Run) -> Outcome:
         """Run every step, record the terminal event and return the outcome."""
         self._run = run
-        self.log_dir = ensure_log_dir(self.store, run.run_id)
+        self.log_dir = ensure_log_dir(self.store.side_files, run.run_id)
         if self.on_event is not None:
             self.on_event(run.started)
         run.start_heartbeats(self.workflow.heartbeat_interval)
@@ -330,10 +330,10 @@ class Runner:
 
     def _cancelled(self) -> Outcome:
         signame = self.stop_requested or "SIGTERM"
-        request = read_cancel_request(self.store, self.run.run_id)
+        request = read_cancel_request(self.store.side_files, self.run.run_id)
         by, reason = request if request is not None else (f"signal:{signame}", _SIGNAL_REASONS.get(signame))
         self._emit(self.run.cancel, by, reason)
-        clear_cancel_request(self.store, self.run.run_id)
+        clear_cancel_request(self.store.side_files, self.run.run_id)
         return Outcome("cancelled")
 
 

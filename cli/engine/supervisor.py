@@ -6,7 +6,10 @@ That process forks once more and exits, so the supervisor is not a session leade
 never acquire a controlling terminal) and is nobody's child but init's: killing the client,
 its shell or its process group, or closing its terminal, does not reach it.
 
-The client hands the launch spec over a pipe and waits on a second pipe for one reply
+The client hands the store's address (:meth:`~runjournal.journal.store.Store.address`, which
+may hold a database password: a pipe, unlike argv or the environment the steps inherit,
+shows it to nobody), its side-file directory and the launch spec over a pipe, and waits on
+a second pipe for one reply
 line: the run id once the supervisor has created the run file (so the id it prints names a
 run that exists), or the error that refused the start. EOF without a reply means the
 supervisor died; its output file says why.
@@ -31,13 +34,11 @@ from runjournal.cli.engine.runner import Runner, stop_signals
 from runjournal.cli.engine.selfexec import module_argv
 from runjournal.cli.errors import JournalClickError
 from runjournal.cli.rendering.sanitize import sanitize
-from runjournal.cli.target import Target
 from runjournal.journal.errors import JournalError
 from runjournal.journal.fsio import open_regular
-from runjournal.journal.pgschema import is_postgres_url
-from runjournal.journal.root import STORE_ENV
 from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
+from runjournal.journal.stores import open_store
 
 READY_TIMEOUT = 60.0
 """Seconds the client waits for the supervisor to create the run."""
@@ -47,25 +48,24 @@ MAX_REPLY = 65536
 
 def spawn(store: Store, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> str:
     """Start a supervisor for ``spec`` and return the run id once the run exists; raise on refusal."""
-    output = ensure_log_dir(store, spec.run_id) / SUPERVISOR_OUTPUT
+    handover = orjson.dumps({
+        "store": store.address(), "side_files": str(store.side_files.root.resolve()), "spec": orjson.Fragment(spec.to_json()),
+    })
+    output = ensure_log_dir(store.side_files, spec.run_id) / SUPERVISOR_OUTPUT
     out_fd = open_regular(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     spec_r, spec_w = os.pipe()
     ready_r, ready_w = os.pipe()
     try:
-        local = getattr(store, "local", store)  # a database store keeps its logs in a local root
-        argv = module_argv("runjournal.cli.engine.supervisor", "--root", str(local.root.resolve()),
-                           "--spec-fd", str(spec_r), "--ready-fd", str(ready_w))
-        # A database URL may carry a password: the environment, unlike argv, is not world-readable.
-        env = os.environ | {STORE_ENV: store.url} if hasattr(store, "url") else None
+        argv = module_argv("runjournal.cli.engine.supervisor", "--spec-fd", str(spec_r), "--ready-fd", str(ready_w))
         intermediate = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd, env=env,
+            argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
             pass_fds=(spec_r, ready_w), start_new_session=True, close_fds=True,
         )
     finally:
         for fd in (spec_r, ready_w, out_fd):
             os.close(fd)
     try:
-        _send(spec_w, spec.to_json())
+        _send(spec_w, handover)
         reply = _receive(ready_r, timeout)
     finally:
         os.close(ready_r)
@@ -138,10 +138,8 @@ def _reply(fd: int, doc: dict[str, object]) -> None:
         os.close(fd)
 
 
-def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
+def supervise(store: Store, spec: LaunchSpec, ready_fd: int) -> int:
     """Be the writer of the run described by ``spec``: create it, report, run it; return the exit code."""
-    url = os.environ.get(STORE_ENV)  # set by spawn() for a database store only
-    store = Target(root, url if url and is_postgres_url(url) else None).open()
     runner = Runner(store, spec.workflow, skip=spec.skip, inputs=spec.inputs)
     with stop_signals(runner, (signal.SIGINT, signal.SIGTERM)):
         try:
@@ -150,7 +148,7 @@ def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
             _reply(ready_fd, {"error": str(exc), "exit_code": int(JournalClickError.from_error(exc).exit_code)})
             return ExitCode.JOURNAL
         _reply(ready_fd, {"run_id": run.run_id})
-        print(f"supervisor pid {os.getpid()} runs {run.run_id} ({run.path})", flush=True)
+        print(f"supervisor pid {os.getpid()} runs {run.run_id} ({run.location})", flush=True)
         with run:
             outcome = runner.execute(run)
     print(f"run {run.run_id} {outcome.status}", flush=True)
@@ -160,7 +158,6 @@ def supervise(root: Path, spec: LaunchSpec, ready_fd: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the supervisor process (started by :func:`spawn`, not by users)."""
     parser = argparse.ArgumentParser(prog="runjournal-supervisor")
-    parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--spec-fd", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
     args = parser.parse_args(argv)
@@ -168,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)  # the client reaps this parent at once; the child is reparented to init
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with open(args.spec_fd, "rb", closefd=True) as pipe:
-        spec = LaunchSpec.from_json(pipe.read())
+        handover = orjson.loads(pipe.read())
     os.set_inheritable(args.ready_fd, False)
-    return supervise(args.root, spec, args.ready_fd)
+    store = open_store(handover["store"], local_root=Path(handover["side_files"]))
+    return supervise(store, LaunchSpec.from_json(orjson.dumps(handover["spec"])), args.ready_fd)
 
 
 if __name__ == "__main__":

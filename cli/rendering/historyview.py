@@ -13,9 +13,9 @@ from typing import Any
 
 from runjournal.cli.rendering.output import clean
 from runjournal.cli.rendering.textfmt import duration_text, local_time, run_span
+from runjournal.journal.readmodel import parse_time
 from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE
 from runjournal.projections.history import HistoryRow
-from runjournal.projections.index import parse_time
 
 
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runjournal.journal.codec import GENESIS_HASH, encode_line
+from runjournal.journal.codec import encode_line
 from runjournal.journal.events import (
     Abandoned,
     AbandonReason,
@@ -27,7 +27,8 @@ from runjournal.journal.events import (
     WriterIdentity,
 )
 from runjournal.journal.fsio import ensure_private_dir
-from runjournal.journal.store import RUN_SUFFIX
+from runjournal.journal.jsonl.layout import RUN_SUFFIX
+from runjournal.journal.records import GENESIS_HASH
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 """The default ``ts`` of builder events: ``BASE_TIME + seq`` seconds."""

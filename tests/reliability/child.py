@@ -17,8 +17,9 @@ from pathlib import Path
 
 from runjournal.journal.errors import JournalError
 from runjournal.journal.events import Heartbeat, StepProgress
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
+from runjournal.projections.summary import PROJECTOR
 
 
 def ack(writer: object) -> None:
@@ -135,9 +136,9 @@ def cmd_reader(args: argparse.Namespace) -> None:
 
 def cmd_index(args: argparse.Namespace) -> None:
     """Bring the history index of the root up to date (the crash-point tests kill this mid-write)."""
-    from runjournal.projections.index import HistoryIndex  # only this command needs it
+    from runjournal.journal.jsonl.index import HistoryIndex  # only this command needs it
 
-    print(HistoryIndex(JsonlStore(args.root)).refresh())
+    print(HistoryIndex(JsonlStore(args.root), PROJECTOR).refresh())
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

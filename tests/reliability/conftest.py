@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 
 from .figures import FIGURES, format_row, write_summary
 from .helpers import FULL

@@ -25,8 +25,9 @@ from typing import Any
 
 import orjson
 
-from runjournal.journal.codec import GENESIS_HASH, chain_hash
+from runjournal.journal.codec import chain_hash
 from runjournal.journal.events import Failed, Heartbeat, PlannedStep, Started, StepProgress, Succeeded
+from runjournal.journal.records import GENESIS_HASH
 
 from .helpers import dead_identity
 

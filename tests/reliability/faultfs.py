@@ -30,7 +30,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
-from runjournal.journal.writer import FileOps
+from runjournal.journal.jsonl.writer import FileOps
 
 SAFE_MODES = ("drop", "prefix", "zero-fill", "garbage")
 """Crash outcomes an ordered-data file system allows: the promise is checked under these."""
@@ -72,7 +72,7 @@ class PowerLossOps(FileOps):
 
     @classmethod
     def attach(cls, writer: object, rng: random.Random, crash_after: int | None = None) -> PowerLossOps:
-        """Put a fresh layer under ``writer`` (a :class:`~journal.writer.RunWriter`) and return it."""
+        """Put a fresh layer under ``writer`` (a :class:`~runjournal.journal.jsonl.writer.JsonlRunWriter`) and return it."""
         size = os.fstat(writer.fd).st_size  # type: ignore[attr-defined]
         ops = cls(synced_size=size, rng=rng, crash_after=crash_after)
         writer.ops = ops  # type: ignore[attr-defined]

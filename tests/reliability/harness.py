@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 
 from .helpers import python_child, read_chain
 

@@ -16,10 +16,10 @@ from typing import Any
 from runjournal.journal.codec import decode_line
 from runjournal.journal.events import WriterIdentity
 from runjournal.journal.identity import writer_identity
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.lines import OverlongLine, TornTail, iter_raw_lines
-from runjournal.journal.reader import Cursor, check_sequence
+from runjournal.journal.records import Cursor, check_sequence
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 
 FULL = os.environ.get("RUNJOURNAL_FULL", "") not in ("", "0")
 """Full-count mode (the figures in docs/reliability.md); CI runs the reduced counts."""

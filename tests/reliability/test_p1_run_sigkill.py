@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.verify import verify_file
 
 from .figures import record

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from runjournal.journal.crashpoints import CRASH_EXIT_CODE
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.verify import verify_file
+from runjournal.projections.summary import PROJECTOR
 
 from .figures import record
 from .helpers import python_child, quarantine_files, read_chain, run_cli, scale, write_orphan
 
 reconcile = pytest.importorskip("runjournal.projections.reconcile")
-index = pytest.importorskip("runjournal.projections.index")
+index = pytest.importorskip("runjournal.journal.jsonl.index")
 
 WRITER_EVENTS = scale(12, 60)
 WRITER_LABELS = ("before-write", "after-write", "after-sync")
@@ -132,7 +133,7 @@ def _index_root(root: Path) -> JsonlStore:
 
 
 def _summaries(store: JsonlStore) -> list[tuple[str, str]]:
-    return [(s.run_id, s.status) for s in index.HistoryIndex(store, save=False).summaries()]
+    return [(s.run_id, s.status) for s in index.HistoryIndex(store, PROJECTOR, save=False).summaries()]
 
 
 @pytest.mark.parametrize("label", INDEX_LABELS)
@@ -153,7 +154,7 @@ def test_a_crash_in_the_middle_of_the_index_write_loses_nothing(tmp_path: Path, 
         rebuilt = tmp_path / f"rebuilt-{n}"
         shutil.copytree(store.runs_dir, rebuilt / "runs")
         assert after_crash == _summaries(JsonlStore(rebuilt)), f"{label}:{n}: the index disagrees with a rebuild"
-        assert index.HistoryIndex(store).refresh() == 40
+        assert index.HistoryIndex(store, PROJECTOR).refresh() == 40
     for run_id in store.run_ids():
         assert not [p for p in verify_file(store.path(run_id), run_id) if p.kind != "torn-tail"]
     record(2, f"crash point {label}", 0, crashes=crashes, runs_indexed=40)

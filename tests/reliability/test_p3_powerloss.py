@@ -21,9 +21,9 @@ import pytest
 
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.events import Heartbeat, StepProgress, Succeeded
-from runjournal.journal.reader import RunReader
+from runjournal.journal.jsonl.reader import JsonlRunReader
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.verify import verify_file
 
 from .faultfs import HARSH_MODES, SAFE_MODES, CrashReport, PowerLossOps, SimulatedCrash
@@ -132,7 +132,7 @@ def test_power_loss_keeps_every_fsynced_event(tmp_path: Path) -> None:
 
 def read_until_corrupt(path: Path, run_id: str) -> tuple[list[tuple[int, str]], bool]:
     """Read strictly until the first bad line; return ``(seq, h)`` read and whether a bad line stopped it."""
-    reader = RunReader(path, run_id)
+    reader = JsonlRunReader(path, run_id)
     entries = []
     try:
         for record_ in reader:
@@ -194,7 +194,7 @@ def test_truncation_sweep_reads_a_prefix_at_every_offset(tmp_path: Path) -> None
         for cut in offsets:
             os.ftruncate(fd, 0)
             os.pwrite(fd, data[:cut], 0)
-            reader = RunReader(Path("sweep.jsonl"), "sweep", fd=fd)
+            reader = JsonlRunReader(Path("sweep.jsonl"), "sweep", fd=fd)
             seqs = [r.event.seq for r in reader]
             whole = sum(1 for e in ends if e <= cut)
             assert seqs == list(range(whole)), f"cut at {cut}"

@@ -24,10 +24,10 @@ from runjournal.journal.errors import (
     WriterClosedError,
 )
 from runjournal.journal.events import StepProgress
+from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.jsonl.writer import FileOps
 from runjournal.journal.run import Run, start_run
-from runjournal.journal.store import JsonlStore
 from runjournal.journal.verify import verify_file
-from runjournal.journal.writer import FileOps
 
 from .figures import record
 from .helpers import (

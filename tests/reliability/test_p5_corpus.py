@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runjournal.journal.errors import CorruptLineError, JournalError
-from runjournal.journal.reader import RunReader
+from runjournal.journal.jsonl.reader import JsonlRunReader
 from runjournal.journal.verify import verify_file
 
 from .corpus import CORPUS, RUN_ID, Case, build
@@ -130,7 +130,7 @@ def test_malformed_journal_is_classified_by_the_reader(case: Case, tmp_path: Pat
     is not a regular file; verify's first problem names the right kind."""
     path = build(case, tmp_path / "root")
     try:
-        reader = RunReader(path, RUN_ID)
+        reader = JsonlRunReader(path, RUN_ID)
         events = list(reader)
         outcome = "torn" if reader.torn_tail is not None else "ok"
         assert events or case.name in ("empty-file",) or outcome == "torn"

@@ -18,10 +18,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjournal.journal.codec import GENESIS_HASH, chain_hash, decode_line
+from runjournal.journal.codec import chain_hash, decode_line
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
-from runjournal.journal.reader import check_sequence
+from runjournal.journal.records import GENESIS_HASH, check_sequence
 from runjournal.journal.run import start_run
 from runjournal.journal.testing import DEFAULT_RUN_ID, event_streams, journal_bytes, json_values
 from runjournal.journal.verify import verify_file
@@ -131,7 +131,7 @@ def test_every_single_byte_change_is_reported_by_verify(tmp_path: Path) -> None:
             run.item_ended("fan", f"item-{i}", "succeeded", done=i, total=48, exit_code=0, message=f"ok {i} é")
     run.succeed()
     run.writer.close()
-    path = run.path
+    path = Path(run.location)
     original = path.read_bytes()
     assert not list(verify_file(path, DEFAULT_RUN_ID))
     fd = os.open(path, os.O_WRONLY)

@@ -16,7 +16,7 @@ import pytest
 from runjournal.journal.errors import InvalidRunIdError, JournalError
 from runjournal.journal.events import StepProgress
 from runjournal.journal.ids import validate_run_id
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl.store import JsonlStore
 
 from .corpus import RUN_ID, base_events, chain, run_file
 from .figures import record
@@ -90,7 +90,7 @@ def test_a_hostile_run_id_is_refused_by_every_api_entry(run_id: str, tmp_path: P
     store = JsonlStore(tmp_path / "root")
     write_orphan(store, "20260101T000000000000Z-0k0k", events=2)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    calls = [validate_run_id, store.path, store.log_dir, store.resolve, store.read, store.open_writer,
+    calls = [validate_run_id, store.path, store.side_files.log_dir, store.resolve, store.read, store.open_writer,
              lambda r: reconcile.reconcile_run(store, r), lambda r: reconcile.current_state(store, r)]
     for call in calls:
         with pytest.raises(InvalidRunIdError) as caught:
@@ -192,8 +192,8 @@ def test_a_symlinked_log_directory_is_not_followed(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "work.log").write_text("TOP SECRET\n")
-    store.logs_dir.mkdir(mode=0o700)
-    os.symlink(secret, store.log_dir(RUN_ID))
+    store.side_files.logs_dir.mkdir(mode=0o700)
+    os.symlink(secret, store.side_files.log_dir(RUN_ID))
     result = run_cli(store.root, "logs", RUN_ID)
     assert "TOP SECRET" not in result.stdout, result.describe()
     assert "Traceback" not in result.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from runjournal.journal.events import PlannedStep
+from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 
 from .corpus import base_events, chain, run_file
 from .figures import record
@@ -54,7 +54,7 @@ def _hostile_runs(store: JsonlStore) -> None:
     run.step_failed(step, exit_code=3, message=f"step says {EVIL}")
     run.fail(step=step, exit_code=3, message=f"run says {EVIL}")
     run.writer.close()
-    log = runfiles.unit_log_path(store.log_dir(RUN_FAILED), step, item)
+    log = runfiles.unit_log_path(store.side_files.log_dir(RUN_FAILED), step, item)
     log.parent.mkdir(mode=0o700, parents=True)
     log.write_bytes(f"output {EVIL}\n".encode())
     other = start_run(f"wf2 {EVIL}", steps=["s"], store=store, run_id=RUN_CANCELLED, identity=dead_identity())

@@ -1,7 +1,7 @@
 """The write half of reconciliation: take a run's lock, repair a torn tail, append ``abandoned``.
 
 Everything here happens while this process holds the run's ``flock`` (taken through
-:meth:`journal.store.JsonlStore.open_writer`), which proves that no writer on this host is
+:meth:`~runjournal.journal.jsonl.store.JsonlStore.open_writer`), which proves that no writer on this host is
 alive and that no other reconciler is at work. The decision *whether* to abandon is not
 made here (it needs the fold and the liveness verdict, in ``projections``); this module
 only makes the append safe:
@@ -16,7 +16,7 @@ only makes the append safe:
 A crash between any two steps leaves a journal that reads, and the next reconciler redoes
 the remaining steps (the quarantine file already there with the same bytes is reused). The
 crash points ``reconcile-quarantined`` and ``reconcile-truncated`` (see
-:mod:`journal.crashpoints`) mark the two moments in between.
+:mod:`runjournal.journal.crashpoints`) mark the two moments in between.
 """
 
 from __future__ import annotations
@@ -26,60 +26,40 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runjournal.journal.crashpoints import crash_point
-from runjournal.journal.errors import JournalWriteError, NotReconcilableError
-from runjournal.journal.events import Abandoned, Event, QuarantinedTail
+from runjournal.journal.errors import JournalWriteError, is_read_only_error
+from runjournal.journal.events import Abandoned, QuarantinedTail
 from runjournal.journal.fsio import fsync_dir, open_regular
+from runjournal.journal.jsonl.reader import JsonlRunReader
+from runjournal.journal.jsonl.writer import JsonlRunWriter
 from runjournal.journal.lines import TornTail
-from runjournal.journal.reader import RunReader
-from runjournal.journal.status import TERMINAL_TYPES
-from runjournal.journal.store import JsonlStore
-from runjournal.journal.writer import RunWriter
+from runjournal.journal.records import Record
+from runjournal.journal.store import LockedRun
 
-READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
-"""Errors that mean "this journal cannot be written by us", not "something broke"."""
+if TYPE_CHECKING:
+    from runjournal.journal.jsonl.store import JsonlStore  # the store calls locked_run()
 
 _COPY_CHUNK = 1 << 20
 
 
-def is_read_only_error(exc: BaseException) -> bool:
-    """Whether ``exc`` says the journal (file or directory) is not writable by this process."""
-    return isinstance(exc, OSError) and exc.errno in READ_ONLY_ERRNOS
+class JsonlLockedRun(LockedRun):
+    """A run file whose ``flock`` this process holds, opened for repair and one append."""
 
+    writer: JsonlRunWriter
 
-class LockedRun:
-    """A run whose writer lock this process holds, opened for repair and one append."""
-
-    def __init__(self, store: JsonlStore, writer: RunWriter) -> None:
-        self.store = store
-        self.writer = writer
-        self.terminal_seen: bool | None = None
+    def __init__(self, writer: JsonlRunWriter) -> None:
+        super().__init__(writer)
 
     @property
     def torn_tail(self) -> TornTail | None:
         """The fragment after the last whole line, if the file ends in one."""
         return self.writer.torn_tail
 
-    def events(self) -> Iterator[Event]:
-        """Read the run's events (validated, through the locked fd) and note whether one is terminal."""
-        self.terminal_seen = False
-        reader = RunReader(self.writer.path, self.writer.run_id, fd=self.writer.fd)
-        for event in reader.events():
-            if event.type in TERMINAL_TYPES:
-                self.terminal_seen = True
-            yield event
-
-    def check_reconcilable(self) -> None:
-        """Raise :class:`NotReconcilableError` if the run has a terminal event or no ``started`` event."""
-        if self.terminal_seen is None:
-            for _ in self.events():
-                pass
-        if self.terminal_seen:
-            raise NotReconcilableError(f"run {self.writer.run_id} already has a terminal event")
-        if self.writer.next_seq == 0:
-            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to abandon")
+    def _records(self) -> Iterator[Record]:
+        """The run's records, validated, read through the locked fd."""
+        return iter(JsonlRunReader(self.writer.path, self.writer.run_id, fd=self.writer.fd))
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Quarantine a torn tail if there is one, then append and sync ``abandoned``.
@@ -123,12 +103,13 @@ class LockedRun:
 
 
 @contextmanager
-def locked_run(store: JsonlStore, run_id: str) -> Iterator[LockedRun]:
+def locked_run(store: JsonlStore, run_id: str) -> Iterator[JsonlLockedRun]:
     """Hold ``run_id``'s writer lock for the ``with`` block.
 
-    Raises :class:`~journal.errors.RunLockedError` if a live writer or another reconciler
-    holds it, and :class:`~journal.errors.JournalWriteError` (with ``errno`` EACCES, EROFS
-    or EPERM, see :func:`is_read_only_error`) if the journal cannot be opened for writing.
+    Raises :class:`~runjournal.journal.errors.RunLockedError` if a live writer or another
+    reconciler holds it, and :class:`~runjournal.journal.errors.JournalWriteError` (with
+    ``errno`` EACCES, EROFS or EPERM, see :func:`~runjournal.journal.errors.is_read_only_error`)
+    if the journal cannot be opened for writing.
     """
     path = store.path(run_id)
     if os.path.lexists(path) and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
@@ -141,7 +122,7 @@ def locked_run(store: JsonlStore, run_id: str) -> Iterator[LockedRun]:
             raise JournalWriteError(exc.errno, f"cannot open {path} for writing: {exc.strerror}") from None
         raise
     try:
-        yield LockedRun(store, writer)
+        yield JsonlLockedRun(writer)
     finally:
         writer.close()
 
@@ -150,7 +131,7 @@ def append_abandoned(store: JsonlStore, run_id: str, **fields: Any) -> Abandoned
     """Under the run's lock, repair a torn tail and append ``abandoned`` with ``fields``.
 
     The low-level form: it checks only that the run is not terminal. Whether the writer is
-    dead is the caller's decision (see :func:`projections.reconcile.reconcile_run`).
+    dead is the caller's decision (see :func:`runjournal.projections.reconcile.reconcile_run`).
     """
     with locked_run(store, run_id) as run:
         return run.append_abandoned(**fields)

@@ -3,7 +3,8 @@
 ``rj_folds`` is a cache, never the truth: a row says "folding events 0..last_seq gives this
 state", so a run with newer events is folded on from there, and a dropped table is rebuilt
 from ``rj_events`` on the next ``history``. It plays the part the JSONL store's index
-(:mod:`projections.index`) plays, and yields the same :class:`RunSummary` rows.
+(:mod:`runjournal.journal.jsonl.index`) plays, and yields the same
+:class:`~runjournal.journal.readmodel.RunSummary` rows, folded by the caller's projector.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 import orjson
 
 from runjournal.journal.errors import CorruptLineError
-from runjournal.journal.pgconn import connect, translate_errors
-from runjournal.journal.pgreader import PgRunReader
-from runjournal.journal.reader import Cursor
-from runjournal.projections.index import Progress, RunSummary, summary_row
+from runjournal.journal.postgres.conn import connect, translate_errors
+from runjournal.journal.postgres.reader import PgRunReader
+from runjournal.journal.readmodel import Progress, Projector, RunSummary
+from runjournal.journal.records import Cursor
 
 SUMMARIES_SQL = """
 SELECT r.run_id, f.last_seq, f.summary::text,
@@ -41,10 +42,11 @@ STREAM_BATCH = 2000
 
 
 class FoldCache:
-    """Summaries of every run in a :class:`journal.pgstore.PgStore`, newest first, folding only what changed."""
+    """Summaries of every run in a :class:`~runjournal.journal.postgres.store.PgStore`, newest first, folding only what changed."""
 
-    def __init__(self, store: Any, *, progress: Progress | None = None) -> None:
+    def __init__(self, store: Any, projector: Projector, *, progress: Progress | None = None) -> None:
         self.store = store
+        self.projector = projector
         self.progress = progress
         self._pending: list[tuple[Any, ...]] = []
 
@@ -70,7 +72,7 @@ class FoldCache:
         own session stays free for folding and saving while this one is open)."""
         conn = connect(self.store.url, application_name="runjournal history")
         try:
-            with translate_errors(self.store.root), conn.transaction(), conn.cursor(name="rj_summaries") as cur:
+            with translate_errors(self.store.where), conn.transaction(), conn.cursor(name="rj_summaries") as cur:
                 cur.itersize = STREAM_BATCH
                 cur.execute(SUMMARIES_SQL)
                 yield from cur
@@ -84,33 +86,28 @@ class FoldCache:
         )[0][0]
 
     def _fold(self, run_id: str, cached: bool) -> RunSummary:
-        from runjournal.projections.fold import fold  # the event models only when something must be folded
-        from runjournal.projections.state import state_to_json
-
         start, cursor = self._start(run_id) if cached else (None, None)
         reader = PgRunReader(self.store, run_id, cursor)  # listed from rj_runs: no existence check needed
         errors: list[str] = []
-        state = fold(_until_corrupt(reader.events(), errors), start=start)
-        row = summary_row(state, errors[0] if errors else None)
+        state = self.projector.fold(_until_corrupt(reader.events(), errors), start)
+        row = self.projector.row(state, errors[0] if errors else None)
         if not errors:
             c = reader.cursor
             self._pending.append(
-                (run_id, c.seq - 1, c.prev_hash, c.offset, orjson.dumps(row).decode(), orjson.dumps(state_to_json(state)).decode())
+                (run_id, c.seq - 1, c.prev_hash, c.offset, orjson.dumps(row).decode(), orjson.dumps(self.projector.dump(state)).decode())
             )
             if len(self._pending) >= SAVE_BATCH:
                 self._save()
         return tuple.__new__(RunSummary, (run_id, *row))
 
     def _start(self, run_id: str) -> tuple[Any, Cursor | None]:
-        from runjournal.projections.state import state_from_json
-
         rows = self.store.query(
             "SELECT last_seq, last_hash, byte_offset, state::text FROM rj_folds WHERE run_id = %s", (run_id,)
         )
         if not rows:
             return None, None
         last_seq, last_hash, offset, state = rows[0]
-        return state_from_json(orjson.loads(state)), Cursor(offset, last_seq + 2, last_seq + 1, last_hash)
+        return self.projector.load(orjson.loads(state)), Cursor(offset, last_seq + 2, last_seq + 1, last_hash)
 
     def _save(self) -> None:
         """Write the folds made so far; a failure only costs a re-fold next time."""

@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
 
 from runjournal.journal.codec import encode_line
 from runjournal.journal.crashpoints import crash_point
@@ -30,10 +26,8 @@ from runjournal.journal.errors import FsyncFailedError, JournalWriteError, Short
 from runjournal.journal.events import SYNCED_TYPES, Event
 from runjournal.journal.fsio import sync_data
 from runjournal.journal.lines import TornTail
-from runjournal.journal.reader import Cursor
-
-Durability = Literal["state", "all", "none"]
-Clock = Callable[[], datetime]
+from runjournal.journal.records import Cursor
+from runjournal.journal.store import Clock, Durability, RunWriter, utc_now
 
 
 class FileOps:
@@ -56,16 +50,8 @@ class FileOps:
 REAL_OPS = FileOps()
 
 
-def utc_now() -> datetime:
-    """The default clock: now, in UTC."""
-    return datetime.now(UTC)
-
-
-class RunWriter:
-    """Appends events to one run file whose exclusive ``flock`` this writer's fd holds.
-
-    Thread-safe: the workflow runner heartbeats from a second thread.
-    """
+class JsonlRunWriter(RunWriter):
+    """Appends events to one run file whose exclusive ``flock`` this writer's fd holds."""
 
     def __init__(
         self,
@@ -79,42 +65,13 @@ class RunWriter:
         clock: Clock = utc_now,
         ops: FileOps = REAL_OPS,
     ) -> None:
+        super().__init__(run_id, str(path), cursor, durability=durability, clock=clock)
         self.fd = fd
         self.ops = ops
         self.path = path
-        self.run_id = run_id
-        self.cursor = cursor
         self.torn_tail = torn_tail
-        self.durability: Durability = durability
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._refusal: str | None = None
 
-    @property
-    def next_seq(self) -> int:
-        """The ``seq`` the next appended event gets."""
-        return self.cursor.seq
-
-    def append(self, event_cls: type[Any], **fields: Any) -> Event:
-        """Build an event of ``event_cls`` with the next seq and the current time, append it and return it."""
-        with self._lock:
-            event = event_cls(run_id=self.run_id, seq=self.cursor.seq, ts=self._clock(), **fields)
-            self._append_locked(event)
-            return event
-
-    def append_event(self, event: Event) -> Event:
-        """Append a fully built event (importers); its ``run_id`` and ``seq`` must continue the run."""
-        with self._lock:
-            if event.run_id != self.run_id or event.seq != self.cursor.seq:
-                raise ValueError(
-                    f"event {event.run_id}#{event.seq} does not continue run {self.run_id} at seq {self.cursor.seq}"
-                )
-            self._append_locked(event)
-            return event
-
-    def _append_locked(self, event: Event) -> None:
-        if self._refusal is not None:
-            raise WriterClosedError(f"refusing to append to {self.path}: {self._refusal}")
+    def _write(self, event: Event) -> None:
         if self.torn_tail is not None:
             raise WriterClosedError(
                 f"{self.path} ends in a torn line at byte {self.torn_tail.offset}; "
@@ -187,8 +144,3 @@ class RunWriter:
                 self.fd = -1
                 self._refusal = self._refusal or "the writer is closed"
 
-    def __enter__(self) -> RunWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

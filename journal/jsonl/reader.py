@@ -1,53 +1,29 @@
 """Read a run's events: strict in the middle, lenient at the tail, resumable from a cursor.
 
 Any bad line before the end (corrupt JSON, broken hash chain, wrong ``seq`` or ``run_id``,
-over the size cap) raises a :class:`~journal.errors.CorruptLineError` naming the file, line
+over the size cap) raises a :class:`~runjournal.journal.errors.CorruptLineError` naming the file, line
 and byte offset. A final fragment without a newline is reported in
-:attr:`RunReader.torn_tail` and never parsed.
+:attr:`JsonlRunReader.torn_tail` and never parsed.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from runjournal.journal.codec import GENESIS_HASH, MAX_LINE_BYTES, decode_line
-from runjournal.journal.errors import CorruptLineError, SequenceError
-from runjournal.journal.events import Event
+from runjournal.journal.codec import MAX_LINE_BYTES, decode_line
+from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.fsio import open_regular
-from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
+from runjournal.journal.lines import OverlongLine, TornTail, iter_raw_lines
+from runjournal.journal.records import Cursor, Record, check_sequence
+from runjournal.journal.store import RunReader
 
 REREAD_ATTEMPTS = 4
-"""How often a bad line is read again before it is reported (see ``RunReader._records``)."""
+"""How often a bad line is read again before it is reported (see ``JsonlRunReader._records``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where a read stopped: enough to resume reading (and checking) from there.
-
-    ``offset`` is just past the last whole line read, ``line`` the next line number,
-    ``seq`` the next expected ``seq`` and ``prev_hash`` the last line's ``h``.
-    """
-
-    offset: int = 0
-    line: int = 1
-    seq: int = 0
-    prev_hash: str = GENESIS_HASH
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """An event with where it sits in its file."""
-
-    event: Event
-    line_no: int
-    offset: int
-    end: int
-
-
-class RunReader:
+class JsonlRunReader(RunReader):
     """Iterate a run file's events from a cursor; afterwards, ``cursor`` and ``torn_tail`` tell where it ended."""
 
     def __init__(self, path: Path, run_id: str, cursor: Cursor | None = None, fd: int | None = None) -> None:
@@ -65,10 +41,6 @@ class RunReader:
         finally:
             if own:
                 os.close(fd)
-
-    def events(self) -> Iterator[Event]:
-        """Iterate only the events."""
-        return (record.event for record in self)
 
     def _records(self, fd: int) -> Iterator[Record]:
         # A reconciler may cut a torn tail and append while we read: bytes of the old
@@ -104,19 +76,9 @@ class RunReader:
             yield Record(event, item.line_no, item.offset, item.end)
 
 
-def check_sequence(event: Event, line: RawLine, run_id: str, expected_seq: int, path: str) -> None:
-    """Raise :class:`SequenceError` unless ``event`` is the next event of ``run_id``."""
-    if event.run_id != run_id:
-        raise SequenceError(path, line.line_no, line.offset, f"run_id {event.run_id!r} in the journal of run {run_id!r}")
-    if event.seq != expected_seq:
-        raise SequenceError(path, line.line_no, line.offset, f"seq {event.seq} where {expected_seq} was expected")
-    if expected_seq == 0 and event.type != "started":
-        raise SequenceError(path, line.line_no, line.offset, f"first event is {event.type!r}, not 'started'")
-
-
-def scan_to_end(path: Path, run_id: str, fd: int | None = None) -> RunReader:
+def scan_to_end(path: Path, run_id: str, fd: int | None = None) -> JsonlRunReader:
     """Read a whole run file (validating every line) and return the exhausted reader."""
-    reader = RunReader(path, run_id, fd=fd)
+    reader = JsonlRunReader(path, run_id, fd=fd)
     for _ in reader:
         pass
     return reader

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from runjournal.journal.errors import RunExistsError, StoreUnavailableError
-from runjournal.journal.pgschema import (
+from runjournal.journal.postgres.schema import (
     SCHEMA_LOCK_KEY,
     SCHEMA_SQL,
     WRITER_CLIENT_KEEPALIVES,

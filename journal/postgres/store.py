@@ -19,22 +19,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runjournal.journal.codec import GENESIS_HASH, decode_line
-from runjournal.journal.errors import (
-    AmbiguousRunIdError,
-    RunExistsError,
-    RunLockedError,
-    RunNotFoundError,
-    StoreUnavailableError,
-)
+from runjournal.journal.codec import decode_line
+from runjournal.journal.errors import AmbiguousRunIdError, RunExistsError, RunLockedError, RunNotFoundError
 from runjournal.journal.events import Started
 from runjournal.journal.ids import validate_prefix, validate_run_id
-from runjournal.journal.layout import StoreLayout
-from runjournal.journal.pgconn import connect, translate_errors
-from runjournal.journal.pgreader import READ_BATCH, PgRunReader
-from runjournal.journal.pgschema import (
+from runjournal.journal.liveness import ServerFacts
+from runjournal.journal.postgres.conn import connect, translate_errors
+from runjournal.journal.postgres.folds import FoldCache
+from runjournal.journal.postgres.reader import READ_BATCH, PgRunReader
+from runjournal.journal.postgres.schema import (
     HELD_RUN_LOCKS_SQL,
     LOCK_HOLDER_SQL,
     NOTIFY_CHANNEL,
@@ -42,9 +37,18 @@ from runjournal.journal.pgschema import (
     lock_parts,
     redact,
 )
-from runjournal.journal.pgwriter import PgLockedRun, PgRunWriter
-from runjournal.journal.reader import Cursor
-from runjournal.journal.writer import Clock, Durability, utc_now
+from runjournal.journal.postgres.writer import PgLockedRun, PgRunWriter
+from runjournal.journal.procfacts import host_name
+from runjournal.journal.records import GENESIS_HASH, Cursor
+from runjournal.journal.root import default_root
+from runjournal.journal.sidefiles import SideFiles
+from runjournal.journal.store import Clock, Durability, Store, utc_now
+from runjournal.journal.verify import verify_lines
+
+if TYPE_CHECKING:
+    from runjournal.journal.events import WriterIdentity
+    from runjournal.journal.readmodel import HistoryQuery, Progress, Projector, RunSummary
+    from runjournal.journal.verify import Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,32 +65,18 @@ class ServerProbe:
     last_received_at: datetime | None
 
 
-class PgStore:
+class PgStore(Store):
     """Runs in a PostgreSQL database (see the module docstring)."""
-
-    lock_scope = "server"
-    """Ownership is judged by the server for every host (the JSONL store's is per host)."""
 
     def __init__(self, url: str, *, local_root: Path | str | None = None) -> None:
         self.url = url
-        self.root = redact(url)  # what messages name as "where"
-        self.local = StoreLayout(local_root)
+        self.where = redact(url)
+        self.side_files = SideFiles(local_root if local_root is not None else default_root())
         self._conn: Any = None
 
-    # Host-local side files (step logs, cancel requests) stay in a local directory.
-    @property
-    def logs_dir(self) -> Path:
-        """Where this host keeps step logs of runs it writes."""
-        return self.local.logs_dir
-
-    @property
-    def runs_dir(self) -> Path:
-        """Where this host keeps cancel requests (the runs themselves are in the database)."""
-        return self.local.runs_dir
-
-    def log_dir(self, run_id: str) -> Path:
-        """The step-log directory of ``run_id`` on this host."""
-        return self.local.log_dir(run_id)
+    def address(self) -> str:
+        """The URL, password included: pass it to another process through its environment."""
+        return self.url
 
     @property
     def connection(self) -> Any:
@@ -103,14 +93,14 @@ class PgStore:
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one statement on the store's connection and return its rows (driver errors become journal errors)."""
-        with translate_errors(self.root):
+        with translate_errors(self.where):
             return self.connection.execute(sql, params).fetchall()
 
     # -- listing ------------------------------------------------------------------------
 
     def exists(self, run_id: str) -> bool:
         """Whether a run with exactly this id exists."""
-        return bool(self.query("SELECT 1 FROM rj_runs WHERE run_id = %s", (run_id,)))
+        return bool(self.query("SELECT 1 FROM rj_runs WHERE run_id = %s", (validate_run_id(run_id),)))
 
     def run_ids(self) -> Iterator[str]:
         """Every run id, in no particular order."""
@@ -125,14 +115,14 @@ class PgStore:
         if ref in matches:
             return ref
         if not matches:
-            raise RunNotFoundError(ref, self.root)
+            raise RunNotFoundError(ref, self.where)
         if len(matches) > 1:
             raise AmbiguousRunIdError(ref, matches)
         return matches[0]
 
     def location(self, run_id: str) -> str:
         """Where the run is, for messages and ``--json`` output: ``URL#run_id`` (no password)."""
-        return f"{self.root}#{run_id}"
+        return f"{self.where}#{validate_run_id(run_id)}"
 
     # -- reading ------------------------------------------------------------------------
 
@@ -140,7 +130,7 @@ class PgStore:
         """A reader of ``run_id`` from ``cursor`` (the start by default)."""
         validate_run_id(run_id)
         if not self.exists(run_id):
-            raise RunNotFoundError(run_id, self.root)
+            raise RunNotFoundError(run_id, self.where)
         return PgRunReader(self, run_id, cursor)
 
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
@@ -157,25 +147,25 @@ class PgStore:
             if len(rows) < READ_BATCH:
                 return
 
-    def watch_run(self, run_id: str, *, poll_seconds: float) -> Iterator[set[str]]:
-        """Yield ``{run_id}`` after events of the run are committed, ``set()`` every ``poll_seconds`` without.
+    def watch(self, run_id: str, *, poll_seconds: float) -> Iterator[bool]:
+        """Yield True after events of the run are committed, False every ``poll_seconds`` without.
 
         LISTEN/NOTIFY on a session of its own; the server queues notifications while the
         caller reads, so none is lost between two waits.
         """
         conn = connect(self.url, application_name="runjournal follow")
         try:
-            with translate_errors(self.root):
+            with translate_errors(self.where):
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             while True:
-                yield {run_id} if self._notified(conn, run_id, time.monotonic() + poll_seconds) else set()
+                yield self._notified(conn, run_id, time.monotonic() + poll_seconds)
         finally:
             conn.close()
 
     def _notified(self, conn: Any, run_id: str, deadline: float) -> bool:
         """Wait until a notification for ``run_id`` arrives (True) or ``deadline`` passes (False)."""
         while (left := deadline - time.monotonic()) > 0:
-            with translate_errors(self.root):
+            with translate_errors(self.where):
                 if any(n.payload == run_id for n in conn.notifies(timeout=left, stop_after=1)):
                     return True
         return False
@@ -203,7 +193,7 @@ class PgStore:
         """
         validate_run_id(run_id)
         if not self.exists(run_id):
-            raise RunNotFoundError(run_id, self.root)
+            raise RunNotFoundError(run_id, self.where)
         writer = PgRunWriter.connect(self, run_id, durability=durability, clock=clock, role="reconciler")
         try:
             if not writer.try_lock():
@@ -225,6 +215,16 @@ class PgStore:
     def held_run_locks(self) -> frozenset[tuple[int, int]]:
         """The ``(classid, objid)`` of every advisory lock held now: probe many runs in one query."""
         return frozenset((row[0], row[1]) for row in self.query(HELD_RUN_LOCKS_SQL))
+
+    def writer_facts(self, run_id: str, identity: WriterIdentity, *, lock_held: bool | None = None) -> ServerFacts:
+        """The server's facts: its lock table and its clock are the same for every host that asks."""
+        probe = self.probe(run_id)
+        held = probe.lock_held if lock_held is None else lock_held
+        return ServerFacts(
+            host_now=host_name(), same_host=identity.host == host_name(), lock_held=held,
+            server_now=probe.server_now, last_received_at=probe.last_received_at,
+            lock_holder=probe.holder if held else None,
+        )
 
     def probe(self, run_id: str) -> ServerProbe:
         """The lock holder and the server's clocks for ``run_id``, in one round trip."""
@@ -256,21 +256,39 @@ class PgStore:
         """Hold ``run_id``'s lock for the ``with`` block (raises :class:`RunLockedError` if taken)."""
         writer = self.open_writer(run_id)
         try:
-            yield PgLockedRun(self, writer)
+            yield PgLockedRun(writer)
         finally:
             writer.close()
 
     @contextmanager
     def workflow_lock(self, workflow: str) -> Iterator[None]:
-        """Hold the server-wide lock of ``workflow`` (so two hosts cannot both start it) while inside."""
-        key = lock_key("workflow", workflow)
-        self.query("SELECT pg_advisory_lock(%s)", (key,))
+        """Hold the server-wide lock of ``workflow`` (so two hosts cannot both start it) while inside.
+
+        On a session of its own: advisory locks are re-entrant within a session, so two threads
+        sharing the store's connection would otherwise both get it. The server drops the lock
+        with the session if this process dies.
+        """
+        conn = connect(self.url, application_name="runjournal start lock")
         try:
+            with translate_errors(self.where):
+                conn.execute("SELECT pg_advisory_lock(%s)", (lock_key("workflow", workflow),))
             yield
         finally:
-            self.query("SELECT pg_advisory_unlock(%s)", (key,))
+            conn.close()
 
-    # -- import -------------------------------------------------------------------------
+    # -- history, verify and transfer ----------------------------------------------------
+
+    def summaries(
+        self, query: HistoryQuery, projector: Projector, *, progress: Progress | None = None
+    ) -> Iterator[RunSummary]:
+        """Summaries from the fold cache (``rj_folds``), newest first; filters applied to them."""
+        for summary in FoldCache(self, projector, progress=progress).summaries():
+            if query.matches(summary):
+                yield summary
+
+    def verify(self, run_id: str) -> Iterator[Problem]:
+        """Every problem in the run's rows, checked as the file verifier checks lines."""
+        return verify_lines(self.raw_lines(run_id), run_id, self.location(run_id))
 
     def import_lines(self, run_id: str, lines: list[bytes]) -> None:
         """Insert a whole, already verified run in one transaction (``runjournal import``)."""
@@ -278,7 +296,7 @@ class PgStore:
         reader = PgRunReader(self, run_id, None)
         types = [reader._record(line).event.type for line in lines]  # the chain, seqs and run id, checked
         conn = self.connection
-        with translate_errors(self.root, exists=run_id), conn.transaction():
+        with translate_errors(self.where, exists=run_id), conn.transaction():
             conn.execute("INSERT INTO rj_runs (run_id) VALUES (%s)", (run_id,))
             with conn.cursor().copy("COPY rj_events (run_id, seq, type, line) FROM STDIN") as copy:
                 for seq, (line, kind) in enumerate(zip(lines, types, strict=True)):
@@ -289,4 +307,4 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
-__all__ = ["PgLockedRun", "PgRunReader", "PgRunWriter", "PgStore", "ServerProbe", "StoreUnavailableError"]
+__all__ = ["PgLockedRun", "PgRunReader", "PgRunWriter", "PgStore", "ServerProbe"]

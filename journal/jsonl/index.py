@@ -1,7 +1,7 @@
 """The history read model: a disposable index of every run's summary, folded incrementally.
 
-For each run the index keeps a :class:`RunSummary` (what ``history`` lists), the
-:class:`~journal.reader.Cursor` the fold stopped at, and the identity of the file it was
+For each run the index keeps a :class:`~runjournal.journal.readmodel.RunSummary` (what ``history`` lists), the
+:class:`~runjournal.journal.records.Cursor` the fold stopped at, and the identity of the file it was
 computed from (``st_dev``, ``st_ino``, ``st_size``, ``st_mtime_ns``, taken with ``fstat``
 before reading, so bytes appended during the read are picked up next time). A refresh:
 
@@ -23,26 +23,25 @@ shard, never a mix. Two refreshers racing may each rename their own shard; both 
 entry that is stale is folded forward by the next refresh. The directory is not fsynced:
 losing a rename to a power cut only leaves an older, still valid, shard.
 
-This module imports neither pydantic nor the fold at start-up (they cost ~100 ms); they
-are imported the first time a run actually has to be folded.
+The fold is the caller's :class:`~runjournal.journal.readmodel.Projector`. This module
+imports neither pydantic nor the reader at start-up (they cost ~100 ms); they are imported
+the first time a run actually has to be folded.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from runjournal.journal.crashpoints import crash_point
 from runjournal.journal.errors import CorruptLineError, JournalError
 from runjournal.journal.fsio import ensure_private_dir, open_regular
-from runjournal.journal.status import TERMINAL_STATUSES
-from runjournal.projections.index_shards import (
+from runjournal.journal.jsonl.index_shards import (
     _DEV,
     _INO,
     _LINE,
@@ -63,16 +62,14 @@ from runjournal.projections.index_shards import (
     shard_path,
     write_shard,
 )
+from runjournal.journal.readmodel import Progress, Projector, RunSummary
+from runjournal.journal.records import Cursor
 
-__all__ = [
-    "FORMAT", "INDEX_DIR", "SHARDS", "SUMMARY_FIELDS", "VERSION", "HistoryIndex", "Progress", "RunSummary",
-    "fold_tail", "load_shard", "parse_time", "shard_of", "shard_path", "summarize", "summary_row",
-]
+__all__ = ["FORMAT", "INDEX_DIR", "SHARDS", "VERSION", "HistoryIndex", "load_shard", "shard_of", "shard_path"]
 
 if TYPE_CHECKING:
-    from runjournal.journal.reader import Cursor, RunReader
-    from runjournal.journal.store import JsonlStore
-    from runjournal.projections.state import RunState
+    from runjournal.journal.jsonl.reader import JsonlRunReader
+    from runjournal.journal.jsonl.store import JsonlStore
 
 INDEX_DIR = "index"
 """The index's directory under the journal root."""
@@ -82,103 +79,6 @@ RUN_SUFFIX = ".jsonl"
 _RETRY = -1
 """A size no file has: an entry whose read failed for a passing reason (EACCES, EIO) is retried, never saved."""
 
-Progress = Callable[[int, int], None]
-"""``progress(position, total)``: called before a run is folded (never for a reused entry)."""
-
-
-class RunSummary(NamedTuple):
-    """What ``history`` shows of a run, as plain JSON-ready values.
-
-    Timestamps are ISO 8601 UTC strings in the journal's own form
-    (``2026-01-02T03:04:05.123456Z``, always six fractional digits); :func:`parse_time`
-    turns them back into datetimes. ``last_activity`` is the
-    latest step or item start/end (the run's own progress). ``late_events`` and
-    ``anomalies`` are counts. ``error`` is the one-line reason the journal could not be
-    read to its end (the other fields then describe the part before the bad line).
-
-    A named tuple because history builds one per run, tens of thousands per call.
-    """
-
-    run_id: str
-    status: str
-    workflow: str | None
-    reason: str | None
-    started_at: str | None
-    ended_at: str | None
-    last_event_at: str | None
-    last_activity: str | None
-    host: str | None
-    pid: int | None
-    steps_done: int
-    steps_total: int
-    rerun_of: str | None
-    events: int
-    late_events: int
-    anomalies: int
-    error: str | None
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the run has a terminal event."""
-        return self.status in TERMINAL_STATUSES
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as a dict with the field names above."""
-        return dict(zip(self._fields, self, strict=True))
-
-
-SUMMARY_FIELDS = RunSummary._fields[1:]
-"""The fields of :class:`RunSummary` an index entry stores (all but ``run_id``), in order."""
-
-
-def _summary(run_id: str, row: list[Any]) -> RunSummary:
-    return tuple.__new__(RunSummary, (run_id, *row))
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """A :class:`RunSummary` timestamp as an aware UTC datetime."""
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _time_text(moment: datetime | None) -> str | None:
-    # The journal's own form (six fractional digits, ``Z``), so readers can print it as is.
-    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-def summary_row(state: RunState, error: str | None = None) -> list[Any]:
-    """The :data:`SUMMARY_FIELDS` values of a folded state (``error``: why the fold stopped early)."""
-    started = state.started
-    writer = started.writer if started is not None else None
-    return [
-        state.status, state.workflow, state.reason, _time_text(state.started_at), _time_text(state.ended_at),
-        _time_text(state.last_event_at), _time_text(state.last_activity),
-        writer.host if writer else None, writer.pid if writer else None,
-        state.steps_done, state.steps_total, started.rerun_of if started else None,
-        state.events, len(state.late_events), len(state.anomalies), error,
-    ]
-
-
-def summarize(state: RunState, run_id: str | None = None, error: str | None = None) -> RunSummary:
-    """The :class:`RunSummary` of a folded state (what the index would hold for it)."""
-    return _summary(run_id or state.run_id or "", summary_row(state, error))
-
-
-def fold_tail(
-    store: JsonlStore, run_id: str, state: RunState | None = None, cursor: Cursor | None = None
-) -> tuple[RunState, RunReader]:
-    """Fold the events of ``run_id`` after ``cursor`` onto ``state`` (from the start by default).
-
-    Returns the new state and the exhausted reader (its ``cursor`` is where the next call
-    resumes, its ``torn_tail`` any fragment after the last whole line). Raises what the
-    reader raises (corrupt line, broken chain, missing file).
-    """
-    # Imported here: the fold pulls in pydantic, which a warm, unchanged index never needs.
-    from runjournal.projections.fold import fold
-
-    reader = store.read(run_id, cursor)
-    return fold(reader.events(), start=state), reader
-
-
 class HistoryIndex:
     """The history read model of one store. Not thread-safe; use one per thread or process.
 
@@ -186,8 +86,11 @@ class HistoryIndex:
     treated the same way; :attr:`problem` then says why nothing was saved).
     """
 
-    def __init__(self, store: JsonlStore, *, save: bool = True, progress: Progress | None = None) -> None:
+    def __init__(
+        self, store: JsonlStore, projector: Projector, *, save: bool = True, progress: Progress | None = None
+    ) -> None:
         self.store = store
+        self.projector = projector
         self.directory = Path(store.root) / INDEX_DIR
         self.save_enabled = save
         self.progress = progress
@@ -245,28 +148,25 @@ class HistoryIndex:
         """Bring the whole index up to date and save it; return the number of runs."""
         return sum(1 for _ in self.summaries())
 
-    def state(self, run_id: str) -> tuple[RunState, RunReader]:
+    def state(self, run_id: str) -> tuple[Any, JsonlRunReader]:
         """The run's full, current fold state, from the saved state of a live run when there is one.
 
-        Raises like :func:`fold_tail`. Finished runs keep only a summary in the index, so
-        their state is folded from the file.
+        Returns the state and the exhausted reader (its ``cursor`` and ``torn_tail`` say where
+        the run ends). Raises what the reader raises. Finished runs keep only a summary in
+        the index, so their state is folded from the file.
         """
-        from runjournal.journal.reader import Cursor
-        from runjournal.projections.state import state_from_json
-
         entry = self._entry(run_id)
         if entry is not None and len(entry) == _LONG:
             try:
                 cursor = Cursor(entry[_OFFSET], entry[_LINE], entry[_SEQ], entry[_PREV])
-                return fold_tail(self.store, run_id, state_from_json(entry[_STATE]), cursor)
+                return self._fold_tail(run_id, self.projector.load(entry[_STATE]), cursor)
             except (JournalError, ValueError, TypeError):
                 pass  # a stale or damaged entry: fold from the start, which raises if the journal is bad
-        return fold_tail(self.store, run_id)
+        return self._fold_tail(run_id, None, None)
 
-    def states(self) -> Iterator[RunState]:
-        """Every run's full state, newest first (slow: see :meth:`state`; listings use :meth:`summaries`)."""
-        for summary in self.summaries():
-            yield self.state(summary.run_id)[0]
+    def _fold_tail(self, run_id: str, state: Any, cursor: Cursor | None) -> tuple[Any, JsonlRunReader]:
+        reader = self.store.read(run_id, cursor)
+        return self.projector.fold(reader.events(), state), reader
 
     # ---- one run ------------------------------------------------------------------------
 
@@ -285,13 +185,13 @@ class HistoryIndex:
         """Fold the run forward from ``old`` if its file only grew, else from the start."""
         if old is not None and _resumable(old, info):
             try:
-                entry = _fold_entry(self.store, run_id, old, strict=True)
+                entry = _fold_entry(self.store, self.projector, run_id, old, strict=True)
                 self.counts["appended"] += 1
                 return entry
             except (JournalError, OSError, ValueError, TypeError, KeyError):
                 pass  # the tail does not continue what was folded (or the entry is damaged): start over
         self.counts["refolded"] += 1
-        return _fold_entry(self.store, run_id, None, strict=False, info=info)
+        return _fold_entry(self.store, self.projector, run_id, None, strict=False, info=info)
 
     # ---- storage ------------------------------------------------------------------------
 
@@ -343,16 +243,15 @@ def _resumable(entry: list[Any], info: os.stat_result) -> bool:
 
 
 def _fold_entry(
-    store: JsonlStore, run_id: str, old: list[Any] | None, *, strict: bool, info: os.stat_result | None = None
+    store: JsonlStore, projector: Projector, run_id: str, old: list[Any] | None, *, strict: bool,
+    info: os.stat_result | None = None,
 ) -> list[Any]:
     """Fold ``run_id`` (from ``old``'s state and cursor, or from the start) into a fresh entry.
 
     ``strict``: raise on a bad line; otherwise keep the state before it and record the error
     (cached until the file changes, since the same bytes give the same error).
     """
-    from runjournal.journal.reader import Cursor, RunReader
-    from runjournal.projections.fold import fold
-    from runjournal.projections.state import state_from_json, state_to_json
+    from runjournal.journal.jsonl.reader import JsonlRunReader  # the codec and pydantic only when folding
 
     try:
         path = store.path(run_id)
@@ -361,12 +260,12 @@ def _fold_entry(
         return _error_entry(run_id, info, exc)
     try:
         identity = os.fstat(fd)
-        start = None if old is None else state_from_json(old[_STATE])
+        start = None if old is None else projector.load(old[_STATE])
         cursor = None if old is None else Cursor(old[_OFFSET], old[_LINE], old[_SEQ], old[_PREV])
-        reader = RunReader(path, run_id, cursor, fd=fd)
+        reader = JsonlRunReader(path, run_id, cursor, fd=fd)
         errors: list[str] = []
         events = reader.events() if strict else _until_corrupt(reader, errors)
-        state = fold(events, start=start)
+        state = projector.fold(events, start)
     except OSError as exc:
         if strict:
             raise
@@ -375,14 +274,14 @@ def _fold_entry(
         os.close(fd)
     error = errors[0] if errors else None
     info = identity
-    entry = [run_id, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, summary_row(state, error)]
-    if not state.is_terminal and error is None:
+    entry = [run_id, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, projector.row(state, error)]
+    if not projector.is_terminal(state) and error is None:
         c = reader.cursor
-        entry += [c.offset, c.line, c.seq, c.prev_hash, state_to_json(state)]
+        entry += [c.offset, c.line, c.seq, c.prev_hash, projector.dump(state)]
     return entry
 
 
-def _until_corrupt(reader: RunReader, errors: list[str]) -> Iterator[Any]:
+def _until_corrupt(reader: JsonlRunReader, errors: list[str]) -> Iterator[Any]:
     """The reader's events up to the first bad line, whose error is appended to ``errors``."""
     try:
         yield from reader.events()

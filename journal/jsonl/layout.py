@@ -33,15 +33,10 @@ class StoreLayout:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.runs_dir = self.root / "runs"
-        self.logs_dir = self.root / "logs"
 
     def path(self, run_id: str) -> Path:
         """The journal file of ``run_id`` (validated first: never a path outside the store)."""
         return self.runs_dir / (validate_run_id(run_id) + RUN_SUFFIX)
-
-    def log_dir(self, run_id: str) -> Path:
-        """Directory for a run's step output."""
-        return self.logs_dir / validate_run_id(run_id)
 
     def check_not_symlinked(self) -> None:
         """Refuse a root or runs directory that is a symlink: every open below it would follow it."""

@@ -1,6 +1,6 @@
 """Writing a run in the PostgreSQL store: the writer's own session, which holds the run's lock.
 
-See :mod:`journal.pgstore` for ownership and ``docs/postgres.md`` for fencing.
+See :mod:`runjournal.journal.postgres.store` for ownership and ``docs/postgres.md`` for fencing.
 """
 
 from __future__ import annotations
@@ -9,19 +9,17 @@ import errno
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from runjournal.journal.codec import GENESIS_HASH, encode_line
-from runjournal.journal.errors import JournalWriteError, WriterClosedError, WriterFencedError
+from runjournal.journal.codec import encode_line
+from runjournal.journal.errors import JournalWriteError, WriterFencedError
 from runjournal.journal.events import Abandoned, Event, Started
-from runjournal.journal.pgconn import connect, translate_errors
-from runjournal.journal.pgreader import PgRunReader
-from runjournal.journal.pgschema import FENCED_INSERT, lock_key, lock_parts
-from runjournal.journal.reader import Cursor
-from runjournal.journal.repair import LockedRun
-from runjournal.journal.status import TERMINAL_TYPES
-from runjournal.journal.writer import Clock, Durability, RunWriter
+from runjournal.journal.postgres.conn import connect, translate_errors
+from runjournal.journal.postgres.reader import PgRunReader
+from runjournal.journal.postgres.schema import FENCED_INSERT, lock_key, lock_parts
+from runjournal.journal.records import GENESIS_HASH, Cursor, Record
+from runjournal.journal.store import Clock, Durability, LockedRun, RunWriter
 
 if TYPE_CHECKING:
-    from runjournal.journal.pgstore import PgStore  # the store imports this module
+    from runjournal.journal.postgres.store import PgStore  # the store imports this module
 
 
 class PgRunWriter(RunWriter):
@@ -32,7 +30,7 @@ class PgRunWriter(RunWriter):
     """
 
     def __init__(self, store: PgStore, conn: Any, run_id: str, *, durability: Durability, clock: Clock) -> None:
-        super().__init__(-1, store.root, run_id, Cursor(), durability=durability, clock=clock)  # type: ignore[arg-type]
+        super().__init__(run_id, store.location(run_id), Cursor(), durability=durability, clock=clock)
         self.store = store
         self.conn = conn
         self._key = lock_parts(lock_key("run", run_id))
@@ -41,7 +39,7 @@ class PgRunWriter(RunWriter):
     def connect(
         cls, store: PgStore, run_id: str, *, durability: Durability, clock: Clock, role: str = "writer"
     ) -> PgRunWriter:
-        """Open the writer's own session (with TCP keepalives, see :mod:`journal.pgschema`).
+        """Open the writer's own session (with TCP keepalives, see :mod:`runjournal.journal.postgres.schema`).
 
         ``role`` names the session (``runjournal writer <run>``, or ``reconciler`` for one that
         took over a dead writer's run), so an operator ending sessions can tell them apart.
@@ -53,21 +51,19 @@ class PgRunWriter(RunWriter):
 
     def try_lock(self) -> bool:
         """Take the run's session-level advisory lock if nobody holds it."""
-        with translate_errors(self.store.root):
+        with translate_errors(self.store.where):
             key = lock_key("run", self.run_id)
             return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
 
     def insert_started(self, started: Started) -> None:
         """Insert the run and its first line in one transaction."""
         line, digest = encode_line(started, GENESIS_HASH)
-        with translate_errors(self.store.root, exists=self.run_id), self.conn.transaction():
+        with translate_errors(self.store.where, exists=self.run_id), self.conn.transaction():
             self.conn.execute("INSERT INTO rj_runs (run_id) VALUES (%s)", (self.run_id,))
             self._insert(started, line[:-1])
         self.cursor = Cursor(len(line), 2, 1, digest)
 
-    def _append_locked(self, event: Event) -> None:
-        if self._refusal is not None:
-            raise WriterClosedError(f"refusing to append to run {self.run_id}: {self._refusal}")
+    def _write(self, event: Event) -> None:
         line, digest = encode_line(event, self.cursor.prev_hash)
         self._insert(event, line[:-1])
         c = self.cursor
@@ -90,13 +86,13 @@ class PgRunWriter(RunWriter):
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise JournalWriteError(
                 errno.ECONNRESET,
-                f"cannot append to run {self.run_id} on {self.store.root}: {reason}; the server releases "
+                f"cannot append to run {self.run_id} on {self.store.where}: {reason}; the server releases "
                 "the run's lock, so readers will record it abandoned",
             ) from None
         if inserted != 1:
             self._refusal = "the run's lock is no longer held by this session"
             raise WriterFencedError(
-                f"run {self.run_id}: this session no longer holds the run's lock on {self.store.root}; "
+                f"run {self.run_id}: this session no longer holds the run's lock on {self.store.where}; "
                 "the append was refused"
             )
 
@@ -111,12 +107,14 @@ class PgRunWriter(RunWriter):
 class PgLockedRun(LockedRun):
     """A run whose lock this process holds, opened to append ``abandoned`` (no torn tails in a database)."""
 
-    def events(self) -> Iterator[Event]:
-        """Read the run's events through the locked session and note whether one is terminal."""
-        self.terminal_seen = False
-        for event in PgRunReader(self.store, self.writer.run_id, None, connection=self.writer.conn).events():
-            self.terminal_seen = self.terminal_seen or event.type in TERMINAL_TYPES
-            yield event
+    writer: PgRunWriter
+
+    def __init__(self, writer: PgRunWriter) -> None:
+        super().__init__(writer)
+
+    def _records(self) -> Iterator[Record]:
+        """The run's records, read through the locked session."""
+        return iter(PgRunReader(self.writer.store, self.writer.run_id, None, connection=self.writer.conn))
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Append ``abandoned`` (``fields``: all but the envelope); refuse a terminal or empty run."""

@@ -1,0 +1,50 @@
+"""Where a read stands in a run, and one read event with its place: the vocabulary every store's reader shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runjournal.journal.errors import SequenceError
+
+GENESIS_HASH = "0" * 64
+"""The ``prev_h`` of a run's first line (see :mod:`runjournal.journal.codec`)."""
+
+if TYPE_CHECKING:
+    from runjournal.journal.events import Event
+    from runjournal.journal.lines import RawLine
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a read stopped: enough to resume reading (and checking) from there.
+
+    ``offset`` is just past the last whole line read (bytes, as in the run's JSONL form, in
+    every store), ``line`` the next line number, ``seq`` the next expected ``seq`` and
+    ``prev_hash`` the last line's ``h``.
+    """
+
+    offset: int = 0
+    line: int = 1
+    seq: int = 0
+    prev_hash: str = GENESIS_HASH
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An event with where it sits in its run."""
+
+    event: Event
+    line_no: int
+    offset: int
+    end: int
+
+
+def check_sequence(event: Event, line: RawLine, run_id: str, expected_seq: int, path: str) -> None:
+    """Raise :class:`SequenceError` unless ``event`` is the next event of ``run_id``."""
+    if event.run_id != run_id:
+        raise SequenceError(path, line.line_no, line.offset, f"run_id {event.run_id!r} in the journal of run {run_id!r}")
+    if event.seq != expected_seq:
+        raise SequenceError(path, line.line_no, line.offset, f"seq {event.seq} where {expected_seq} was expected")
+    if expected_seq == 0 and event.type != "started":
+        raise SequenceError(path, line.line_no, line.offset, f"first event is {event.type!r}, not 'started'")

@@ -1,0 +1,38 @@
+"""What only the PostgreSQL store has: fencing a writer whose session the server ended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runjournal.journal.errors import JournalError, JournalWriteError, WriterClosedError, WriterFencedError
+from runjournal.journal.events import Heartbeat
+from runjournal.journal.postgres import PgStore
+from runjournal.journal.testing.contract import RID, begin, writer_alive_after_close
+from runjournal.projections.reconcile import current_state, reconcile_run
+
+
+@pytest.mark.parametrize("lost", ["terminated", "reconnected", "relocked"])
+def test_stale_pg_writer_is_fenced_after_abandon(pg_url: str, tmp_path: Path, lost: str) -> None:
+    """A PostgreSQL writer whose session was killed, then reconciled ``abandoned``, cannot append: the run stays abandoned."""
+    store = PgStore(pg_url, local_root=tmp_path)
+    stale = begin(store).writer
+    store.connection.execute("SELECT pg_terminate_backend(%s)", (stale.conn.info.backend_pid,))  # type: ignore[attr-defined]
+    assert writer_alive_after_close(store, RID) is False
+    assert reconcile_run(store, RID).action == "abandoned"
+    lines = list(store.raw_lines(RID))
+    expected: type[JournalError] = JournalWriteError
+    if lost != "terminated":  # the stale writer got a new session: without the lock, or relocked after reconcile
+        stale.conn = psycopg.connect(pg_url, autocommit=True)  # type: ignore[attr-defined]
+        assert lost == "reconnected" or stale.try_lock() is True  # type: ignore[attr-defined]
+        expected = WriterFencedError
+    with pytest.raises(expected):
+        stale.append(Heartbeat)
+    with pytest.raises(WriterClosedError):  # and refuses for good
+        stale.append(Heartbeat)
+    assert list(store.raw_lines(RID)) == lines
+    assert current_state(store, RID).status == "abandoned"
+    stale.close()
+    store.close()
