@@ -127,6 +127,18 @@ def test_the_interface_names_every_capability() -> None:
     assert "side_files" in Store.__annotations__
 
 
+def test_pyproject_installs_every_package() -> None:
+    """Every folder of journal/, projections/ and cli/ with an __init__.py is listed in pyproject.toml's packages."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {"runjournal"} | {
+        "runjournal." + init.parent.relative_to(REPO).as_posix().replace("/", ".")
+        for package in PACKAGES for init in (REPO / package).rglob("__init__.py")
+    }
+    assert listed == present
+
+
 def test_the_public_api_resolves() -> None:
     """Every name in runjournal.__all__ is importable from the top-level package."""
     missing = [name for name in runjournal.__all__ if getattr(runjournal, name, None) is None]
