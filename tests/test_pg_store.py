@@ -10,7 +10,7 @@ import pytest
 from runjournal.journal.errors import JournalError, JournalWriteError, WriterClosedError, WriterFencedError
 from runjournal.journal.events import Heartbeat
 from runjournal.journal.postgres import PgStore
-from runjournal.journal.testing.contract import RID, begin, writer_alive_after_close
+from runjournal.journal.testing.contract_support import RID, begin, writer_alive_after_close
 from runjournal.projections.reconcile import current_state, reconcile_run
 
 

@@ -13,7 +13,8 @@ from runjournal.journal.events import AbandonReason
 from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.memory import MemoryStore
 from runjournal.journal.store import Store
-from runjournal.journal.testing.contract import RID, StoreContract, write_run
+from runjournal.journal.testing.contract import StoreContract
+from runjournal.journal.testing.contract_support import RID, write_run
 
 REPO = Path(__file__).resolve().parent.parent
 

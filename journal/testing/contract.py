@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -37,38 +34,41 @@ from runjournal.journal.errors import (
     AmbiguousRunIdError,
     IntegrityError,
     InvalidRunIdError,
-    JournalError,
     NotReconcilableError,
     RunExistsError,
     RunLockedError,
     RunNotFoundError,
     SequenceError,
 )
-from runjournal.journal.events import AbandonReason, Heartbeat, StepProgress, WriterIdentity
+from runjournal.journal.events import AbandonReason, Heartbeat, StepProgress
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.records import Cursor
-from runjournal.journal.run import Run, start_run
 from runjournal.journal.store import Store
 from runjournal.journal.stores import open_store
 from runjournal.journal.testing.builders import (
-    DEFAULT_RUN_ID,
     exited_writer_identity,
     journal_lines,
     make_checker,
     make_identity,
     make_started,
-    make_stream,
-    raw_stream_lines,
-    ticking_clock,
+)
+from runjournal.journal.testing.contract_support import (
+    RID,
+    begin,
+    fresh_summaries,
+    make_run,
+    race,
+    refused_at_import_or_read,
+    seqs,
+    stream_lines,
+    take_lock,
+    write_run,
+    writer_alive_after_close,
 )
 from runjournal.projections.fold import fold
 from runjournal.projections.reconcile import current_state, reconcile_run
-from runjournal.projections.summary import PROJECTOR, summarize
-
-RID = DEFAULT_RUN_ID
-LOCK_RELEASE_TIMEOUT = 5.0
-"""A database releases a closed session's lock asynchronously: poll this long at most."""
+from runjournal.projections.summary import PROJECTOR
 
 
 class StoreContract:
@@ -381,7 +381,7 @@ class StoreContract:
         """While one thread holds a workflow's start lock another waits for it; other workflows are not blocked."""
         order: list[str] = []
         with store.workflow_lock("deploy"):
-            waiter = threading.Thread(target=_take_lock, args=(store, "deploy", order))
+            waiter = threading.Thread(target=take_lock, args=(store, "deploy", order))
             waiter.start()
             with store.workflow_lock("other"):
                 order.append("other")
@@ -409,111 +409,3 @@ class StoreContract:
             assert sorted(race(racers, store, self.reopen, run_id, 3)) == ["exists", "exists", "won"]
             assert seqs(store, run_id) == [0]
         assert sorted(store.run_ids()) == [f"race-{i}" for i in range(5)]
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def writer_alive_after_close(store: Store, run_id: str) -> bool:
-    """``writer_alive`` once it says False, or its last answer after :data:`LOCK_RELEASE_TIMEOUT`."""
-    deadline = time.monotonic() + LOCK_RELEASE_TIMEOUT
-    while store.writer_alive(run_id) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return store.writer_alive(run_id)
-
-
-def begin(store: Store, run_id: str = RID, identity: WriterIdentity | None = None) -> Run:
-    """Start a run on a fixed clock and identity, with the first step started."""
-    run = start_run("wf", ["build", "test"], store=store, run_id=run_id, identity=identity or make_identity(),
-                    clock=ticking_clock(), durability="none")
-    run.step_started("build")
-    return run
-
-
-def write_run(store: Store, run_id: str = RID) -> None:
-    """A deterministic finished run (5 events), its writer closed and its lock released."""
-    run = begin(store, run_id)
-    run.step_succeeded("build", exit_code=0)
-    run.heartbeat()
-    run.succeed()
-    run.close()
-    assert writer_alive_after_close(store, run_id) is False
-
-
-def make_run(store: Store, run_id: str) -> None:
-    """A run of just ``started``, its writer closed."""
-    store.create(make_started(run_id), durability="none").close()
-
-
-def stream_lines(run_id: str = RID, terminal: str | None = "succeeded") -> list[bytes]:
-    """A valid run's lines, without newlines, as ``raw_lines`` gives them."""
-    return raw_stream_lines(make_stream(run_id, terminal=terminal))
-
-
-def seqs(store: Store, run_id: str = RID) -> list[int]:
-    """The seqs ``read`` yields."""
-    return [event.seq for event in store.read(run_id).events()]
-
-
-def fresh_summaries(store: Store) -> list[Any]:
-    """Every run's summary folded from scratch, newest id first (what a read model must equal)."""
-    return [summarize(fold(store.read(rid).events()), rid) for rid in sorted(store.run_ids(), reverse=True)]
-
-
-def refused_at_import_or_read(
-    store: Store, run_id: str, lines: list[bytes], error: type[JournalError]
-) -> Any:
-    """Import damaged ``lines``: a store may refuse them then (nothing stored) or store them and refuse at read.
-
-    Returns the read's error (None when the import refused).
-    """
-    try:
-        store.import_lines(run_id, lines)
-    except error:
-        assert not store.exists(run_id) and list(store.run_ids()) == []
-        return None
-    with pytest.raises(error) as info:
-        list(store.read(run_id))
-    return info.value
-
-
-def _take_lock(store: Store, workflow: str, order: list[str]) -> None:
-    with store.workflow_lock(workflow):
-        order.append("second")
-
-
-def _contend(address: str | None, store: Store | None, run_id: str, barrier: Any, results: Any) -> None:
-    """One contender: its own store object, ``create`` at the barrier, report the outcome."""
-    mine = open_store(address) if address is not None else store
-    assert mine is not None
-    barrier.wait()
-    try:
-        mine.create(make_started(run_id), durability="none").close()
-        results.put("won")
-    except RunExistsError:
-        results.put("exists")
-    except JournalError as exc:
-        results.put(repr(exc))
-    if address is not None:
-        mine.close()
-
-
-def race(racers: str, store: Store, reopen: Callable[[Store], Store], run_id: str, n: int) -> list[str]:
-    """Run ``n`` contenders as threads of this process (each on :meth:`reopen`) or as forked processes."""
-    ctx: Any = multiprocessing.get_context("fork")
-    if racers == "threads":
-        ctx = SimpleNamespace(Barrier=threading.Barrier, Queue=queue.Queue, Process=threading.Thread)
-        args = [(None, reopen(store)) for _ in range(n)]
-    else:
-        args = [(store.address(), None) for _ in range(n)]
-    barrier, results = ctx.Barrier(n), ctx.Queue()
-    workers = [ctx.Process(target=_contend, args=(*pair, run_id, barrier, results)) for pair in args]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=30) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
-    for _, reopened in args:
-        if reopened is not None and reopened is not store:
-            reopened.close()
-    return outcomes
