@@ -35,6 +35,10 @@ COMMANDS: dict[str, str] = {
     "replay": "runjournal.cli.commands.replay:replay",
     "follow": "runjournal.cli.commands.follow:follow",
     "logs": "runjournal.cli.commands.logs:logs",
+    "report": "runjournal.cli.commands.report:report",
+    "events": "runjournal.cli.commands.events:events",
+    "completion": "runjournal.cli.completion:completion",
+    "example": "runjournal.cli.commands.example:example",
     "reconcile": "runjournal.cli.commands.reconcile:reconcile",
     "verify": "runjournal.cli.commands.verify:verify",
     "export": "runjournal.cli.commands.transfer:export",
@@ -57,9 +61,18 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise one_line_usage_error(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise one_line_usage_error(exc) from None
         except JournalError as exc:
             raise JournalClickError.from_error(exc) from None
         except BrokenPipeError:
@@ -70,6 +83,19 @@ class LazyGroup(click.Group):
             raise JournalClickError(f"{where}{exc.strerror or exc}", ExitCode.JOURNAL) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+
+
+def one_line_usage_error(exc: click.UsageError) -> click.ClickException:
+    """Click's usage error (bad option value, missing option, extra argument) as one line, exit 2.
+
+    Click would print the usage block and a hint over three lines; ours names the command
+    whose ``--help`` explains it. The message may quote argv, so it goes through the
+    terminal sanitiser like any other error (see :class:`JournalClickError`).
+    """
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc  # `runjournal` alone prints the help, as it should
+    where = exc.ctx.command_path if exc.ctx is not None else "runjournal"
+    return JournalClickError(f"{exc.format_message().rstrip('.')} (see '{where} --help')", ExitCode.USAGE)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -98,7 +124,8 @@ def cli(ctx: click.Context, root: Path | None, store: str | None) -> None:
 
     \b
     Examples:
-      runjournal run examples/fanout.toml      run a workflow, journaled
+      runjournal example fanout > fanout.toml  an example workflow to start from
+      runjournal run fanout.toml               run it, journaled
       runjournal history                       newest runs first
       runjournal show 2026                     one run by id or unique prefix
     """

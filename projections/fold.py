@@ -53,6 +53,8 @@ def apply(state: RunState, event: Event) -> None:
     if state.terminal is not None:
         state.late_events.append(LateEvent(event.seq, event.type, event.ts))
         return
+    if event.type != "abandoned":  # a reconciler's event is no sign of the writer's life
+        state.last_seen_at = event.ts
     if isinstance(event, Started):
         _apply_started(state, event)
     elif isinstance(event, StepProgress):

@@ -81,6 +81,7 @@ class RunState:
     steps: dict[str, StepState] = field(default_factory=dict)
     last_seq: int = -1
     last_event_at: datetime | None = None
+    last_seen_at: datetime | None = None
     events: int = 0
     late_events: list[LateEvent] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
@@ -113,10 +114,14 @@ class RunState:
 
     @property
     def last_activity(self) -> datetime | None:
-        """The latest step or item start/end (the run's own progress, not heartbeats or reconcilers).
+        """The writer's last sign of life: its latest event before the run ended, heartbeats included
+        (not a reconciler's ``abandoned``, not late events).
 
         An abandoned run's duration runs to here, not to whenever someone noticed it.
         """
+        if self.last_seen_at is not None:
+            return self.last_seen_at
+        # A snapshot saved before ``last_seen_at`` existed: the latest step or item start/end.
         times = [self.started_at] if self.started_at else []
         for step in self.steps.values():
             times += [t for t in (step.started_at, step.ended_at) if t is not None]
@@ -136,6 +141,16 @@ class RunState:
     def copy(self) -> RunState:
         """A deep copy the fold can mutate without touching ``self``."""
         return copy.deepcopy(self)
+
+
+def shown_unit_status(run: RunState, recorded: str) -> str:
+    """A step's or item's status to show: ``cancelled`` for one that ended ``failed`` in a cancelled run.
+
+    A cancel stops the commands in flight, which then end with the signal's exit code and
+    are recorded ``failed`` (the journal keeps that, and ``events`` shows it); the failure
+    is the cancel's doing, so it is shown as what it was.
+    """
+    return "cancelled" if recorded == "failed" and run.status == "cancelled" else recorded
 
 
 _STATE_ADAPTER: TypeAdapter[RunState] = TypeAdapter(RunState)

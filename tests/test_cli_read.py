@@ -330,7 +330,7 @@ class TestShow:
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
         assert "status        abandoned (originating-process-not-alive)" in lines
-        assert "last progress 2026-01-02 16:00:54" in lines
+        assert "last seen     2026-01-02 16:00:54" in lines
         assert any(line.startswith("checked by    pid ") for line in lines)
         assert any(line.startswith("liveness      pid ") and "no longer exists" in line for line in lines)
         assert "              pid_state: gone" in lines

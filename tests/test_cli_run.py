@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -211,7 +212,9 @@ class TestDetach:
         assert store.exists(run_id)
         state = terminal_state(store, run_id)
         assert state.status == "succeeded"
-        assert state.started is not None and state.started.writer.argv[1:2] == ["--spec-fd"]  # the supervisor writes
+        # The writer is the supervisor, but the command recorded is the client's (what the user typed).
+        assert state.started is not None and state.started.writer.argv == sys.argv
+        assert state.started.writer.pid != os.getpid()
 
     def test_detach_refused_while_live(self, store: JsonlStore, tmp_path: Path) -> None:
         """The supervisor's refusal reaches the client as its one-line error and exit code."""

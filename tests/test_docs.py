@@ -138,6 +138,8 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "event": out("replay", run.run_id, "--json")[0],
         "reconcile": out("reconcile", "--json"),
         "verify": out("verify", "--json"),
+        "events": out("events", "--json")[0],
+        "logs": out("logs", run.run_id, "--json"),
     }
 
 
@@ -154,13 +156,16 @@ def _keys(outputs: dict[str, Any], key: str) -> set[str]:
         "reconcile.runs": outputs["reconcile"]["runs"][0],
         "verify": outputs["verify"],
         "verify.runs": outputs["verify"]["runs"][0],
+        "events": outputs["events"],
+        "logs": outputs["logs"],
+        "logs.outputs": outputs["logs"]["outputs"][0],
     }
     return set(nested[key])
 
 
 @pytest.mark.parametrize(
     "key", ["history", "show", "show.steps", "show.items", "show.units", "event", "reconcile", "reconcile.runs",
-            "verify", "verify.runs"],
+            "verify", "verify.runs", "events", "logs", "logs.outputs"],
 )
 def test_documented_json_fields_are_printed(doc: str, outputs: dict[str, Any], key: str) -> None:
     """The JSON fields docs/cli.md documents are exactly the ones the command prints."""

@@ -165,3 +165,30 @@ def test_a_node_writer_following_the_doc_is_accepted(tmp_path: Path) -> None:
     assert events[-1].reason is FailReason.UNKNOWN and events[-1].message == 'stopped at "eu"\n'
     assert list(verify_file(path, "node-run-1")) == []
     assert [p.name for p in path.parent.iterdir()] == ["node-run-1.jsonl"]
+
+
+def test_every_status_is_documented() -> None:
+    """Section 13 lists every status a command can show, with the derived ones."""
+    from typing import get_args
+
+    from runjournal.journal.status import DisplayStatus
+
+    text = section("## 13. What readers make of a run: statuses and order")
+    for status in get_args(DisplayStatus):
+        assert f"| `{status}` |" in text, status
+
+
+def test_the_canonical_form_is_what_the_doc_says(tmp_path: Path) -> None:
+    """heartbeat_interval is written 30.0 however it was given; a digest is sha256:<hex>; the doc says both."""
+    from datetime import UTC, datetime
+
+    from runjournal.cli.engine.workflow import file_digest
+    from runjournal.journal.events import Started
+
+    writer = WriterIdentity(host="h", boot_id="b", pid=1, start_ticks=1, argv=[], user="u", tool_version="t")
+    started = Started(run_id="r-1", seq=0, ts=datetime(2026, 1, 1, tzinfo=UTC), workflow="w", steps=[],
+                      writer=writer, heartbeat_interval=30)
+    line, _ = encode_line(started, GENESIS_HASH)
+    assert b'"heartbeat_interval":30.0,' in line and '`"heartbeat_interval":30.0`' in DOC
+    digest = file_digest(b"name = 'w'\n")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest) and "`sha256:` followed by the 64 lowercase hex" in DOC

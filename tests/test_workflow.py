@@ -21,7 +21,7 @@ from runjournal.cli.engine.workflow import (
 from runjournal.journal.events import PlannedStep
 from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "cli" / "examples"
 
 
 def parse(text: str) -> Workflow:

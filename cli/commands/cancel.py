@@ -9,6 +9,7 @@ import time
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.engine.runfiles import clear_cancel_request, write_cancel_request
 from runjournal.cli.errors import JournalClickError, UserError
 from runjournal.cli.rendering.output import clean
@@ -28,7 +29,7 @@ POLL_SECONDS = 0.05
 
 
 @click.command()
-@click.argument("ref", metavar="RUN")
+@click.argument("ref", metavar="RUN", shell_complete=complete_run_ids)
 @click.option("--reason", metavar="TEXT", help="Why; recorded in the run's `cancelled` event.")
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="SECONDS",

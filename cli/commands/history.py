@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import islice
 
 import click
 
-from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.historyview import history_cells, history_object
 from runjournal.cli.rendering.output import (
     OutputFormat,
+    can_redraw,
     clean,
     emit_objects,
     emit_text,
@@ -22,26 +21,14 @@ from runjournal.cli.rendering.output import (
 )
 from runjournal.cli.rendering.textfmt import HISTORY_HEADER, aligned
 from runjournal.cli.target import Target
+from runjournal.cli.timeargs import WHEN_METAVAR, parse_when
 from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.status import LISTED_STATUSES, UNREADABLE, ExitCode
 from runjournal.projections.history import HistoryRow, history_rows
 
-_AGO = re.compile(r"(\d+)([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_since(text: str, now: datetime) -> datetime:
-    """``30m``, ``1h``, ``2d``, ``1w`` ago, or a local date/time (``2026-01-02``, ``2026-01-02T14:00``)."""
-    match = _AGO.fullmatch(text.strip())
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UserError(
-            f"invalid --since value {text!r}: use a duration like 30m, 1h, 2d, 1w or a date like 2026-01-02"
-        ) from None
-    return moment.astimezone(UTC) if moment.tzinfo is None else moment
+    """``--since`` as a moment (see :func:`runjournal.cli.timeargs.parse_when`)."""
+    return parse_when(text, now)
 
 
 @click.command()
@@ -49,8 +36,9 @@ def parse_since(text: str, now: datetime) -> datetime:
 @click.option("--status", type=click.Choice(LISTED_STATUSES), help="Only runs with this status.")
 @click.option("--reason", metavar="R", help="Only runs with this reason (e.g. originating-process-not-alive).")
 @click.option(
-    "--since", metavar="1h|2d|DATE", help="Only runs started since then (s, m, h, d, w ago, or a local date/time)."
+    "--since", metavar=WHEN_METAVAR, help="Only runs started since then (s, m, h, d, w ago, or a local date/time)."
 )
+@click.option("--until", metavar=WHEN_METAVAR, help="Only runs started before then (same forms as --since).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), metavar="N", help="At most N runs.")
 @click.option(
     "--no-reconcile", is_flag=True, help="Do not record orphaned runs as abandoned; show the journal as it is."
@@ -59,7 +47,7 @@ def parse_since(text: str, now: datetime) -> datetime:
 @click.pass_obj
 def history(
     target: Target, workflow: str | None, status: str | None, reason: str | None, since: str | None,
-    limit: int | None, no_reconcile: bool, fmt: OutputFormat, raw: bool,
+    until: str | None, limit: int | None, no_reconcile: bool, fmt: OutputFormat, raw: bool,
 ) -> None:
     """List runs, newest first, optionally only those of WORKFLOW.
 
@@ -72,12 +60,14 @@ def history(
     Examples:
       runjournal history                        every run
       runjournal history deploy --since 2d      deploy runs of the last two days
+      runjournal history --since 2026-01-02 --until 2026-01-03
       runjournal history --status abandoned --json
     """
     now = datetime.now(UTC)
     query = HistoryQuery(
         workflow=workflow, statuses=frozenset({status}) if status else None, reason=reason,
         since=parse_since(since, now) if since is not None else None,
+        until=parse_when(until, now, "--until") if until is not None else None,
     )
     store = target.open()
     errors = ErrorTally()
@@ -97,7 +87,7 @@ class IndexProgress:
     """``indexing runs: N/M`` on stderr while a cold index folds many runs, only on a terminal."""
 
     def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+        self.enabled = can_redraw(sys.stderr)
         self.shown = False
 
     def __call__(self, position: int, total: int) -> None:

@@ -11,7 +11,8 @@ import click
 
 from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.errors import UserError
-from runjournal.cli.rendering.output import clean
+from runjournal.cli.completion import complete_run_ids
+from runjournal.cli.rendering.output import clean, emit_json
 from runjournal.cli.target import Target
 from runjournal.journal.fsio import check_dir
 from runjournal.journal.sidefiles import SideFiles
@@ -40,37 +41,61 @@ class _Unit:
 
 
 @click.command()
-@click.argument("ref", metavar="RUN")
+@click.argument("ref", metavar="RUN", shell_complete=complete_run_ids)
+@click.argument("unit", nargs=-1, metavar="[STEP [ITEM]]")
 @click.option("--step", "step_name", metavar="STEP", help="Only this step's output.")
 @click.option("--item", metavar="ITEM", help="Only this item's output (of a fan-out step).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the run is over.")
+@click.option("--json", "fmt", flag_value="json",
+              help="One JSON document: each step's (or item's) output as text, with its file.")
+@click.option("--jsonl", "fmt", flag_value="jsonl",
+              help="One JSON object per chunk of output as it is read (works with --follow).")
 @click.option("--raw", is_flag=True, help="Do not neutralise control characters in the output.")
 @click.pass_obj
-def logs(target: Target, ref: str, step_name: str | None, item: str | None, follow: bool, raw: bool) -> None:
+def logs(target: Target, ref: str, unit: tuple[str, ...], step_name: str | None, item: str | None, follow: bool,
+         fmt: str | None, raw: bool) -> None:
     """Print the output (stdout and stderr) kept for RUN's steps, in step order.
 
-    With more than one step or item, each output starts with a `==> step [item] <==`
-    header. Control characters and escape sequences are shown visibly unless --raw.
+    STEP and ITEM may be given after RUN or as --step and --item. With more than one step
+    or item, each output starts with a `==> step [item] <==` header. Control characters
+    and escape sequences are shown visibly unless --raw.
 
     \b
     Examples:
       runjournal logs 20260114T0930
-      runjournal logs 20260114T0930 --step patch --item web-07
+      runjournal logs 20260114T0930 patch web-07
       runjournal logs 20260114T0930 --follow
+      runjournal logs 20260114T0930 --json | jq -r '.outputs[] | select(.item == "web-07") | .text'
     """
+    step_name, item = _positional_unit(unit, step_name, item)
+    if fmt == "json" and follow:
+        raise UserError("--json prints one document when the output is complete; use --jsonl with --follow")
     store = target.open()
     tail = RunTail(store, store.resolve(ref))
     for _ in tail.new_events():
         pass
     units = _select(_units(store.side_files, tail.run_id, tail.state), tail.run_id, step_name, item)
     _refuse_planted_dirs(store.side_files, units)
-    printer = _Printer(raw, headers=len(units) > 1)
+    printer = _Printer(raw, headers=len(units) > 1, fmt=fmt)
     if not follow or tail.state.is_terminal:
-        if not any([printer.drain(unit) for unit in units]):
+        printed = any([printer.drain(unit) for unit in units])
+        if fmt == "json":
+            emit_json({"run_id": tail.run_id, "outputs": printer.documents(units)})
+        elif not printed:
             click.echo(f"runjournal: no output kept for the selected steps of run {tail.run_id}", err=True)
         return
     wait_until_over(tail, poll_seconds=OUTPUT_POLL_SECONDS, on_wake=lambda: _drain_all(printer, units))
     _drain_all(printer, units)
+
+
+def _positional_unit(unit: tuple[str, ...], step: str | None, item: str | None) -> tuple[str | None, str | None]:
+    if len(unit) > 2:
+        raise UserError(f"too many arguments: {' '.join(unit[2:])!r} (expected RUN [STEP [ITEM]])")
+    given = (unit + (None, None))[:2]
+    for name, positional, option in (("step", given[0], step), ("item", given[1], item)):
+        if positional is not None and option is not None and positional != option:
+            raise UserError(f"two different {name}s given: {positional!r} and --{name} {option!r}")
+    return step or given[0], item or given[1]
 
 
 def _drain_all(printer: _Printer, units: list[_Unit]) -> None:
@@ -116,12 +141,23 @@ def _select(units: list[_Unit], run_id: str, step: str | None, item: str | None)
 
 
 class _Printer:
-    """Prints new bytes of output files, sanitised, with a header whenever the file changes."""
+    """Prints new bytes of output files, sanitised, with a header whenever the file changes.
 
-    def __init__(self, raw: bool, headers: bool) -> None:
+    ``fmt`` ``jsonl`` prints each chunk as a JSON object; ``json`` keeps the text for
+    :meth:`documents` instead of printing it.
+    """
+
+    def __init__(self, raw: bool, headers: bool, fmt: str | None = None) -> None:
         self.raw = raw
         self.headers = headers
+        self.fmt = fmt
         self.current: _Unit | None = None
+        self.kept: dict[int, list[str]] = {}
+
+    def documents(self, units: list[_Unit]) -> list[dict[str, object]]:
+        """The ``--json`` objects: each unit's whole output as text."""
+        return [{"step": u.step, "item": u.item, "path": str(u.path), "bytes": u.offset,
+                 "text": "".join(self.kept.get(id(u), []))} for u in units]
 
     def drain(self, unit: _Unit) -> bool:
         """Print what ``unit``'s file gained since the last call; return whether anything was printed."""
@@ -140,6 +176,12 @@ class _Printer:
 
     def _print(self, unit: _Unit, text: str) -> None:
         if not text:
+            return
+        if self.fmt == "json":
+            self.kept.setdefault(id(unit), []).append(text)
+            return
+        if self.fmt == "jsonl":
+            emit_json({"step": unit.step, "item": unit.item, "text": text})
             return
         if self.headers and self.current is not unit:
             click.echo(f"{'' if self.current is None else chr(10)}==> {clean(unit.label, self.raw)} <==")

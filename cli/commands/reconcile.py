@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
@@ -22,7 +23,7 @@ _ACTION_WIDTH = len("would-abandon")
 
 
 @click.command()
-@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.argument("runs", nargs=-1, metavar="[RUN]...", shell_complete=complete_run_ids)
 @click.option("--dry-run", is_flag=True, help="Only report what would be done; write nothing.")
 @click.option(
     "--operator",

@@ -8,6 +8,7 @@ from itertools import takewhile
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.rendering.output import (
     OutputFormat,
     emit_objects,
@@ -25,7 +26,7 @@ from runjournal.projections.state import RunState
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_ids)
 @click.option("--until", type=click.IntRange(min=0), metavar="SEQ", help="Stop after the event with this seq.")
 @click.option(
     "--speed", type=click.FloatRange(min=0, min_open=True), metavar="X",

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
 from runjournal.cli.engine.runner import Runner, SkipPlan, skip_plan_from, stop_signals
 from runjournal.cli.engine.supervisor import spawn
@@ -22,6 +23,7 @@ from runjournal.cli.engine.workflow import (
     read_workflow_bytes,
 )
 from runjournal.cli.errors import UserError
+from runjournal.cli.rendering.output import can_redraw
 from runjournal.cli.rendering.progress import Progress
 from runjournal.cli.target import Target
 from runjournal.journal.ids import new_run_id
@@ -46,7 +48,8 @@ def _parse_inputs(ctx: click.Context, param: click.Parameter, values: tuple[str,
 def launch_options(fn: Any) -> Any:
     """The options every run-starting command shares."""
     fn = click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE", callback=_parse_inputs,
-                      help="Record an input of the run (repeatable); steps see it as $RUNJOURNAL_INPUT_KEY.")(fn)
+                      help="Record an input of the run (repeatable); steps see it as $RUNJOURNAL_INPUT_<KEY>, KEY "
+                      "upper-cased (--input version=1.4.2: $RUNJOURNAL_INPUT_VERSION).")(fn)
     fn = click.option("--allow-concurrent", is_flag=True,
                       help="Start even if this workflow already has a live run.")(fn)
     return click.option("--detach", is_flag=True,
@@ -66,15 +69,15 @@ def run(target: Target, file: Path, detach: bool, allow_concurrent: bool, inputs
     stdout as soon as the run exists. Step output is kept; see `runjournal logs RUN`.
     Exit 2 for a bad workflow file; 3 if the workflow already has a live run (its id is
     named; see --allow-concurrent) or the journal cannot be written. The file format is
-    shown in examples/fanout.toml.
+    described in docs/workflow.md; `runjournal example fanout` prints an example.
 
     \b
     Examples:
-      runjournal run examples/fanout.toml
+      runjournal example fanout > fanout.toml && runjournal run fanout.toml
       runjournal run deploy.toml --input version=1.4.2 --detach
     """
     workflow = _load(file)
-    spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent)
+    spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent, argv=tuple(sys.argv))
     _launch(target.open(), spec, detach=detach)
 
 
@@ -98,12 +101,12 @@ def exec_command(target: Target, name: str, step_name: str | None, detach: bool,
     """
     step = Step(step_name or Path(command[0]).name or "command", argv=tuple(command))
     workflow = Workflow(_check_name(name), (step,), DEFAULT_HEARTBEAT_INTERVAL)
-    spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent)
+    spec = LaunchSpec(new_run_id(), workflow, inputs, allow_concurrent=allow_concurrent, argv=tuple(sys.argv))
     _launch(target.open(), spec, detach=detach, echo=True)
 
 
 @click.command()
-@click.argument("ref", metavar="RUN")
+@click.argument("ref", metavar="RUN", shell_complete=complete_run_ids)
 @click.option("--unfinished", is_flag=True, help="Skip the steps and items that succeeded in RUN.")
 @click.option("--allow-changed", is_flag=True, help="Run the workflow file even if it changed since RUN.")
 @launch_options
@@ -127,7 +130,7 @@ def rerun(target: Target, ref: str, unfinished: bool, allow_changed: bool, detac
     workflow = _load_same(Path(old.started.workflow_file), old.started.workflow_digest, old.run_id, allow_changed)
     spec = LaunchSpec(new_run_id(), workflow, {**_string_inputs(old.started.inputs), **inputs},
                       rerun_of=old.run_id, skip=skip_plan_from(old) if unfinished else SkipPlan(),
-                      allow_concurrent=allow_concurrent)
+                      allow_concurrent=allow_concurrent, argv=tuple(sys.argv))
     _launch(store, spec, detach=detach)
 
 
@@ -164,7 +167,8 @@ def _launch(store: Store, spec: LaunchSpec, *, detach: bool, echo: bool = False)
     if detach:
         click.echo(spawn(store, spec))
         sys.exit(ExitCode.OK)
-    progress = Progress(sys.stderr, live=sys.stderr.isatty() and not echo, brief=echo)
+    progress = Progress(sys.stderr, live=can_redraw(sys.stderr) and not echo, brief=echo,
+                        stopping=lambda: runner.stop_requested is not None)
     runner = Runner(store, spec.workflow, skip=spec.skip, echo=echo, inputs=spec.inputs, on_event=progress)
     with stop_signals(runner):
         run = begin_run(store, spec)
@@ -172,6 +176,9 @@ def _launch(store: Store, spec: LaunchSpec, *, detach: bool, echo: bool = False)
             click.echo(run.run_id)
         with run:
             outcome = runner.execute(run)
+    hint = progress.failure_hint() if outcome.status == "failed" and not echo else None
+    if hint is not None:
+        click.echo(hint, err=True)
     if echo and outcome.status == "failed" and outcome.exit_code:
         sys.exit(outcome.exit_code)
     sys.exit(STATUS_EXIT_CODES[outcome.status])

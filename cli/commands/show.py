@@ -9,9 +9,12 @@ from typing import Any
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
+from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
 from runjournal.cli.rendering.textfmt import duration_text, local_time, status_with_reason
 from runjournal.cli.rendering.textviews import event_detail, progress_text, step_table
+from runjournal.cli.rendering.timelinetext import timeline_lines
 from runjournal.cli.rendering.views import (
     DERIVED_ABANDONED,
     display_reason,
@@ -22,32 +25,64 @@ from runjournal.cli.rendering.views import (
 )
 from runjournal.cli.target import Target
 from runjournal.projections.reconcile import CurrentState, current_state
+from runjournal.projections.timeline import timeline as build_timeline
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run_ids)
+@click.option("--timeline", is_flag=True,
+              help="Draw the steps and items on a time axis instead (plain characters when not on a terminal).")
 @click.option("--no-reconcile", is_flag=True, help="Do not record the run as abandoned if its writer died.")
 @output_options()
 @click.pass_obj
-def show(target: Target, run: str, no_reconcile: bool, fmt: OutputFormat, raw: bool) -> None:
+def show(target: Target, run: str, timeline: bool, no_reconcile: bool, fmt: OutputFormat, raw: bool) -> None:
     """Show RUN (an id or unique prefix): status, writer, steps, items, evidence.
 
     Lists each step with its fan-out progress, which steps and items completed, were in
     flight or never started, the evidence if the run was abandoned, late events, anomalies
     and the path of the journal. If the run's writer died, the run is recorded as abandoned
     first (unless --no-reconcile).
+
+    With --timeline, a Gantt chart: one bar per step and item from its start to its end,
+    in-flight ones running to the end, never-started ones without a bar, and a mark where
+    the writer was last seen. `runjournal report` draws the same as an HTML page.
+
+    \b
+    Examples:
+      runjournal show 2026
+      runjournal show 2026 --timeline
+      runjournal show 2026 --json | jq '.in_flight'
     """
+    if timeline and fmt is not OutputFormat.TEXT:
+        raise UserError("--timeline draws text; for data use --json without it (or runjournal events)")
     store = target.open()
     run_id = store.resolve(run)
     current = current_state(store, run_id, reconcile=not no_reconcile)
     if current.error is not None:
         click.echo(f"runjournal: warning: {clean(str(current.error))}", err=True)
     detail = run_detail(current, store.location(run_id))
+    if timeline:
+        for line in timeline_lines_of(current, raw):
+            emit_text(line, raw)
+        return
     if fmt is OutputFormat.JSON:
         emit_json(detail)
         return
     for line in show_lines(current, detail, raw):
         emit_text(line, raw)
+
+
+def timeline_lines_of(current: CurrentState, raw: bool) -> Iterator[str]:
+    """``show --timeline``: a one-line header, then the chart."""
+    status, reason = display_status(current), display_reason(current)
+    yield (f"run {clean(current.run_id, raw, inline=True)}  workflow {clean(current.state.workflow, raw, inline=True)}"
+           f"  {status_with_reason(status, reason, raw)}")
+    drawn = build_timeline(current, status, reason, datetime.now(UTC))
+    if drawn is None:
+        yield "(no 'started' event: nothing to draw)"
+        return
+    yield ""
+    yield from timeline_lines(drawn, raw)
 
 
 def show_lines(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterator[str]:
@@ -78,7 +113,7 @@ def _header(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterato
     yield _field("started", local_time(state.started_at))
     yield _field("ended", ended)
     if status in ("abandoned", DERIVED_ABANDONED):
-        yield _field("last progress", local_time(state.last_activity))
+        yield _field("last seen", local_time(state.last_activity))
     yield _field("duration", duration_text(run_duration(current, datetime.now(UTC))))
     if detail["rerun_of"]:
         yield _field("rerun of", clean(detail["rerun_of"], raw, inline=True))

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
 from runjournal.journal.status import ExitCode
@@ -17,7 +18,7 @@ from runjournal.projections.transfer import FAILURES, Transfer, copy_run
 
 @click.command("export")
 @click.argument("destination", metavar="DEST")
-@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.argument("runs", nargs=-1, metavar="[RUN]...", shell_complete=complete_run_ids)
 @click.option("--no-reconcile", is_flag=True, help="Do not record orphans as abandoned first (they are then left out).")
 @output_options()
 @click.pass_obj

@@ -6,13 +6,14 @@ import sys
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
 from runjournal.journal.status import ExitCode
 
 
 @click.command()
-@click.argument("runs", nargs=-1, metavar="[RUN]...")
+@click.argument("runs", nargs=-1, metavar="[RUN]...", shell_complete=complete_run_ids)
 @output_options()
 @click.pass_obj
 def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) -> None:

@@ -17,6 +17,7 @@ import orjson
 from runjournal.cli.engine.runner import SkipPlan
 from runjournal.cli.engine.workflow import Workflow, workflow_from_data
 from runjournal.journal.errors import JournalError
+from runjournal.journal.identity import writer_identity
 from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.run import Run, start_run
 from runjournal.journal.status import NOT_LIVE
@@ -47,20 +48,25 @@ class LaunchSpec:
     rerun_of: str | None = None
     skip: SkipPlan = field(default_factory=SkipPlan)
     allow_concurrent: bool = False
+    argv: tuple[str, ...] | None = None
+    """The command the user typed (recorded as the writer's ``argv``; a detached supervisor's own differs)."""
 
     def to_json(self) -> bytes:
         """The spec as JSON bytes."""
         return orjson.dumps({
             "run_id": self.run_id, "workflow": self.workflow.to_data(), "inputs": self.inputs,
             "rerun_of": self.rerun_of, "skip": self.skip.to_data(), "allow_concurrent": self.allow_concurrent,
+            "argv": self.argv,
         })
 
     @classmethod
     def from_json(cls, data: bytes) -> LaunchSpec:
         """Rebuild a spec from :meth:`to_json`."""
         doc: dict[str, Any] = orjson.loads(data)
+        argv = doc.get("argv")
         return cls(doc["run_id"], workflow_from_data(doc["workflow"]), dict(doc["inputs"]), doc["rerun_of"],
-                   SkipPlan.from_data(doc["skip"]), bool(doc["allow_concurrent"]))
+                   SkipPlan.from_data(doc["skip"]), bool(doc["allow_concurrent"]),
+                   tuple(argv) if argv is not None else None)
 
 
 def begin_run(store: Store, spec: LaunchSpec) -> Run:
@@ -75,6 +81,7 @@ def begin_run(store: Store, spec: LaunchSpec) -> Run:
             workflow.name, workflow.planned(), store=store, inputs=dict(spec.inputs),
             heartbeat_interval=workflow.heartbeat_interval, run_id=spec.run_id,
             workflow_file=workflow.file, workflow_digest=workflow.digest, rerun_of=spec.rerun_of,
+            identity=writer_identity(list(spec.argv)) if spec.argv is not None else None,
         )
 
 

@@ -318,7 +318,7 @@ class Runner:
         env.update({"RUNJOURNAL_RUN_ID": self.run.run_id, "RUNJOURNAL_STEP": unit.step.name})
         if unit.item is not None:
             env["RUNJOURNAL_ITEM"] = unit.item
-        env.update({f"RUNJOURNAL_INPUT_{key}": value for key, value in self.inputs.items()})
+        env.update(input_variables(self.inputs))
         return env
 
     def _failed(self, failure: UnitResult) -> Outcome:
@@ -335,6 +335,17 @@ class Runner:
         self._emit(self.run.cancel, by, reason)
         clear_cancel_request(self.store.side_files, self.run.run_id)
         return Outcome("cancelled")
+
+
+def input_variables(inputs: dict[str, str]) -> dict[str, str]:
+    """The environment a step sees for the run's inputs: ``RUNJOURNAL_INPUT_<KEY>`` with KEY upper-cased
+    (``--input version=1`` gives ``$RUNJOURNAL_INPUT_VERSION``), and, if different, with KEY as given."""
+    env: dict[str, str] = {}
+    for key, value in inputs.items():
+        env[f"RUNJOURNAL_INPUT_{key}"] = value
+    for key, value in inputs.items():
+        env[f"RUNJOURNAL_INPUT_{key.upper()}"] = value
+    return env
 
 
 def _step_failure_message(failure: UnitResult) -> str | None:

@@ -56,7 +56,8 @@ def spawn(store: Store, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> 
     spec_r, spec_w = os.pipe()
     ready_r, ready_w = os.pipe()
     try:
-        argv = module_argv("runjournal.cli.engine.supervisor", "--spec-fd", str(spec_r), "--ready-fd", str(ready_w))
+        argv = module_argv("runjournal.cli.engine.supervisor", *title_args(spec),
+                           "--spec-fd", str(spec_r), "--ready-fd", str(ready_w))
         intermediate = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
             pass_fds=(spec_r, ready_w), start_new_session=True, close_fds=True,
@@ -71,6 +72,27 @@ def spawn(store: Store, spec: LaunchSpec, *, timeout: float = READY_TIMEOUT) -> 
         os.close(ready_r)
         intermediate.wait()
     return _run_id_from(reply, output)
+
+
+def title_args(spec: LaunchSpec) -> list[str]:
+    """The arguments that make ``ps``/``pgrep -f`` show which run a supervisor owns (argparse ignores them).
+
+    A process's command line is what ``ps`` shows; it is chosen here rather than rewritten
+    later (which needs a C extension), so it names the run id and workflow from the start.
+    """
+    return ["--run", spec.run_id, f"--workflow={spec.workflow.name}"]
+
+
+def set_process_name(name: str) -> None:
+    """Set the kernel's short name of this process (``ps -o comm``, ``top``) on Linux; elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def _send(fd: int, data: bytes) -> None:
@@ -160,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runjournal-supervisor")
     parser.add_argument("--spec-fd", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--run", help="the run id (for ps; the spec is authoritative)")
+    parser.add_argument("--workflow", help="the workflow name (for ps)")
     args = parser.parse_args(argv)
+    set_process_name("runjournal-sup")
     if os.fork() != 0:
         os._exit(0)  # the client reaps this parent at once; the child is reparented to init
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

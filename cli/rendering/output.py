@@ -1,7 +1,7 @@
 """Shared output machinery: one set of output flags, JSON emitters, colour and sanitising.
 
-Data goes to stdout, diagnostics to stderr. Colour only when stdout is a terminal and
-``NO_COLOR`` is unset. Text from journals goes through :func:`cli.sanitize.sanitize` unless
+Data goes to stdout, diagnostics to stderr. Colour only when stdout is a terminal (not
+``TERM=dumb``) and ``NO_COLOR`` is unset or empty. Text from journals goes through :func:`cli.sanitize.sanitize` unless
 ``--raw`` is given.
 """
 
@@ -100,8 +100,16 @@ def emit_text(line: str, raw: bool = False) -> None:
 
 
 def use_color() -> bool:
-    """Whether to colour stdout: a terminal, and ``NO_COLOR`` not set."""
-    return "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    """Whether to colour stdout: a terminal that is not ``TERM=dumb``, and ``NO_COLOR`` unset or empty.
+
+    (no-color.org: only a non-empty ``NO_COLOR`` turns colour off.)
+    """
+    return not os.environ.get("NO_COLOR") and can_redraw(sys.stdout)
+
+
+def can_redraw(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal that understands cursor codes (``\\r``, ``ESC [K``): not ``TERM=dumb``."""
+    return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
 
 
 STATUS_COLORS = {

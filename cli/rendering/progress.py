@@ -9,6 +9,8 @@ sanitised before it reaches the terminal.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
 from typing import IO
 
 from runjournal.cli.rendering.sanitize import sanitize
@@ -23,13 +25,17 @@ def _name(text: str | None) -> str:
     return sanitize(text or "", keep_newlines=False)
 
 
-def describe(event: Event, state: RunState) -> str | None:
-    """One line for ``event`` (``state`` is the fold after it), or None for events not worth a line."""
+def describe(event: Event, state: RunState, stopping: bool = False) -> str | None:
+    """One line for ``event`` (``state`` is the fold after it), or None for events not worth a line.
+
+    ``stopping``: the run is being cancelled, so a step or item that fails now was stopped
+    by the cancel, and is shown as ``cancelled``.
+    """
     if isinstance(event, Started):
         count = len(event.steps)
         return f"run {event.run_id} started: workflow {_name(event.workflow)}, {count} step{'s' * (count != 1)}"
     if isinstance(event, StepProgress):
-        return _describe_progress(event)
+        return _describe_progress(event, stopping)
     if isinstance(event, Failed):
         detail = ", ".join(p for p in (f"step {_name(event.step)}" if event.step else "", _name(event.message)) if p)
         return f"run {event.run_id} failed: {event.reason.value}" + (f" ({detail})" if detail else "")
@@ -41,38 +47,45 @@ def describe(event: Event, state: RunState) -> str | None:
     return None
 
 
-def _describe_progress(event: StepProgress) -> str:
+def _describe_progress(event: StepProgress, stopping: bool) -> str:
     step = _name(event.step)
     message = f": {_name(event.message)}" if event.message else ""
     if event.item is not None:
         state = event.item_state or event.state
+        state = "cancelled" if stopping and state == "failed" else state
         count = f" ({event.done}/{event.total})" if state != "started" and event.total is not None else ""
         return f"  {step} [{_name(event.item)}] {state}{count}{message}"
     if event.state == "started":
         items = f" ({event.total} items)" if event.total is not None else ""
         return f"step {step} started{items}"
-    return f"step {step} {event.state}{message}"
+    return f"step {step} {'cancelled' if stopping and event.state == 'failed' else event.state}{message}"
 
 
 class Progress:
     """Receives each event the runner appends and shows it on ``stream`` (``brief``: run start and end only)."""
 
-    def __init__(self, stream: IO[str], *, live: bool, brief: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str], *, live: bool, brief: bool = False, stopping: Callable[[], bool] | None = None
+    ) -> None:
         self.stream = stream
         self.live = live
         self.brief = brief
+        self.stopping = stopping or (lambda: False)
         self.state = RunState()
         self._status_shown = False
+        self._failed_items: dict[str, str] = {}
         self._feed = _Feed()
         self._folding = fold_steps(self._feed)
 
     def __call__(self, event: Event) -> None:
         self._feed.event = event
         _, self.state = next(self._folding)
+        if isinstance(event, StepProgress) and event.item is not None and event.item_state == "failed":
+            self._failed_items.setdefault(event.step, event.item)
         if self.brief and event.type in ("step-progress", "heartbeat"):
             return
         if not self.live:
-            line = describe(event, self.state)
+            line = describe(event, self.state, self.stopping())
             if line is not None:
                 self._write(line + "\n")
             return
@@ -80,7 +93,7 @@ class Progress:
 
     def _show_live(self, event: Event) -> None:
         if _is_lasting(event):
-            line = describe(event, self.state)
+            line = describe(event, self.state, self.stopping())
             if line is not None:
                 self._write(_CLEAR_LINE + line + "\n")
                 self._status_shown = False
@@ -91,6 +104,15 @@ class Progress:
         elif self._status_shown:
             self._write(_CLEAR_LINE)
             self._status_shown = False
+
+    def failure_hint(self) -> str | None:
+        """For a failed run, the command that prints the failing step's (or item's) output."""
+        terminal = self.state.terminal
+        if not isinstance(terminal, Failed) or terminal.step is None or self.state.run_id is None:
+            return None
+        item = self._failed_items.get(terminal.step)
+        args = [self.state.run_id, terminal.step, *([item] if item is not None else [])]
+        return f"see the output: runjournal logs {_name(shlex.join(args))}"
 
     def status_line(self) -> str | None:
         """The redrawn line: the running step, its position and its fan-out progress."""

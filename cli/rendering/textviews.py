@@ -21,6 +21,7 @@ from runjournal.cli.rendering.views import (
     display_status,
     progress_lists,
     run_duration,
+    unit_status,
 )
 from runjournal.journal.events import Event, StepProgress
 from runjournal.projections.reconcile import CurrentState
@@ -59,7 +60,7 @@ def step_table(state: RunState, raw: bool) -> Iterator[str]:
         progress = "-" if step.total is None else f"{step.done or 0}/{step.total}"
         rows.append([
             clean(step.name, raw, inline=True) + ("" if step.planned else " (unplanned)"),
-            step.state,
+            unit_status(state, step.state),
             progress,
             local_time(step.started_at),
             duration_text(span),

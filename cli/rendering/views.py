@@ -17,7 +17,7 @@ from runjournal.journal.events import TIMESTAMP_FORMAT, Event
 from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE
 from runjournal.projections.liveness import Verdict
 from runjournal.projections.reconcile import CurrentState
-from runjournal.projections.state import ItemState, RunState, StepState
+from runjournal.projections.state import ItemState, RunState, StepState, shown_unit_status
 
 _ENDED = ("succeeded", "failed", "skipped")
 
@@ -35,6 +35,10 @@ def display_reason(current: CurrentState) -> str | None:
     if display_status(current) == UNREADABLE:
         return str(current.error)
     return current.reason
+
+
+unit_status = shown_unit_status
+"""A step's or item's status to show (see :func:`runjournal.projections.state.shown_unit_status`)."""
 
 
 def run_duration(current: CurrentState, now: datetime | None = None) -> timedelta | None:
@@ -88,7 +92,7 @@ def run_detail(current: CurrentState, path: Path) -> dict[str, Any]:
         derived=None if derived is None else _verdict_object(derived),
         last_seq=state.last_seq,
         events=state.events,
-        steps=[step_object(step) for step in state.steps.values()],
+        steps=[step_object(step, state) for step in state.steps.values()],
         completed=completed,
         in_flight=in_flight,
         never_started=never_started,
@@ -123,11 +127,12 @@ def liveness_text(current: CurrentState) -> str | None:
     return None
 
 
-def step_object(step: StepState) -> dict[str, Any]:
-    """One step of ``show``: state, times, exit code, fan-out progress and items."""
+def step_object(step: StepState, run: RunState | None = None) -> dict[str, Any]:
+    """One step of ``show``: state, times, exit code, fan-out progress and items (``run``: see :func:`unit_status`)."""
+    run = run or RunState()
     return {
         "name": step.name,
-        "status": step.state,
+        "status": unit_status(run, step.state),
         "planned": step.planned,
         "started_at": iso(step.started_at),
         "ended_at": iso(step.ended_at),
@@ -135,15 +140,15 @@ def step_object(step: StepState) -> dict[str, Any]:
         "message": step.message,
         "done": step.done,
         "total": step.total,
-        "items": [item_object(item) for item in step.items.values()],
+        "items": [item_object(item, run) for item in step.items.values()],
     }
 
 
-def item_object(item: ItemState) -> dict[str, Any]:
+def item_object(item: ItemState, run: RunState | None = None) -> dict[str, Any]:
     """One item of a fan-out step."""
     return {
         "name": item.name,
-        "status": item.state,
+        "status": unit_status(run or RunState(), item.state),
         "exit_code": item.exit_code,
         "started_at": iso(item.started_at),
         "ended_at": iso(item.ended_at),
@@ -164,6 +169,7 @@ def progress_lists(state: RunState) -> tuple[list[dict[str, Any]], list[dict[str
         for unit in units:
             status = "skipped" if unit.state == "pending" and step.state == "skipped" else unit.state
             bucket = "ended" if status in _ENDED else status
+            status = unit_status(state, status)
             item = unit.name if isinstance(unit, ItemState) else None
             lists[bucket].append({"step": step.name, "item": item, "status": status})
     return lists["ended"], lists["started"], lists["pending"]

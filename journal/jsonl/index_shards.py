@@ -23,7 +23,7 @@ from runjournal.journal.fsio import open_regular
 
 SHARDS = 64
 FORMAT = "runjournal-history-index"
-VERSION = 3
+VERSION = 4
 """Bumped whenever the entry layout changes; shards of another version are ignored, then removed."""
 
 STALE_TEMP_SECONDS = 60

@@ -1,0 +1,1 @@
+"""Example workflow files shipped with runjournal (``runjournal example NAME`` prints one)."""
