@@ -36,12 +36,7 @@ def _store(ctx: click.Context) -> Any:
     params = ctx.find_root().params
     store = params.get("store") or os.environ.get(STORE_ENV)
     root = params.get("root") or os.environ.get(ROOT_ENV)
-    target = Target.from_options(store, Path(root) if root else default_root())
-    if target.url is None:
-        from runjournal.journal.layout import StoreLayout  # listing files needs no event models
-
-        return StoreLayout(target.root)
-    return target.open()
+    return Target(Path(root) if root else default_root(), store).open()
 
 
 SHELLS = ("bash", "zsh", "fish")

@@ -98,7 +98,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "journal"
         build(root)
-        from runjournal.journal.store import JsonlStore
+        from runjournal.journal.jsonl import JsonlStore
 
         current = current_state(JsonlStore(root), RUN_ID)
         drawn = timeline(current, current.status, current.reason, datetime.now(UTC))

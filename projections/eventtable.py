@@ -24,9 +24,9 @@ import orjson
 
 from runjournal.journal.errors import JournalError
 from runjournal.journal.events import TIMESTAMP_FORMAT, AbandonReason, Event, FailReason
+from runjournal.journal.readmodel import HistoryQuery, parse_time
 from runjournal.journal.status import DERIVED_ABANDONED, TERMINAL_TYPES, UNREADABLE
 from runjournal.projections.history import history_rows
-from runjournal.projections.index import parse_time
 from runjournal.projections.reconcile import current_state
 
 
@@ -159,7 +159,8 @@ def _runs(store: Any, query: EventQuery, now: datetime) -> Iterator[_RunHead]:
             if query.wants_run(head.workflow, head.status):
                 yield head
         return
-    for row in history_rows(store, reconcile=query.reconcile, now=now):
+    wanted = HistoryQuery(workflow=query.workflow, statuses=frozenset({query.status}) if query.status else None)
+    for row in history_rows(store, wanted, reconcile=query.reconcile, now=now):
         summary = row.summary
         if query.wants_run(summary.workflow, row.status):
             yield _RunHead(summary.run_id, summary.workflow, row.status, row.reason, parse_time(summary.started_at))

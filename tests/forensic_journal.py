@@ -29,8 +29,8 @@ from run_helpers import gone_identity, process_gone, wait_for
 
 from runjournal.journal.codec import chain_hash
 from runjournal.journal.events import Heartbeat, PlannedStep, StepProgress
+from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.run import Run, start_run
-from runjournal.journal.store import JsonlStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ITEMS = ["a", "b", "c", "d"]

@@ -19,8 +19,8 @@ from run_helpers import cli_argv, gone_identity, process_gone, terminal_state, w
 
 from runjournal.cli.main import cli
 from runjournal.journal.events import PlannedStep
+from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.run import start_run
-from runjournal.journal.store import JsonlStore
 
 T0 = datetime(2026, 1, 2, 14, 0, tzinfo=UTC)
 FAN = """

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from forensic_journal import IDS, KILLED_ID, add_killed_run, build
 
 from runjournal.cli.main import cli
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.verify import verify_file
 from runjournal.projections.eventtable import COLUMN_NAMES, EventQuery, event_rows
 
@@ -187,7 +187,7 @@ def test_rows_stream_run_by_run(root: Path) -> None:
 def test_events_from_the_postgresql_store(pg_url: str, tmp_path: Path) -> None:
     """The same table from a database store: every event, the run's status on every row, unknown codes kept."""
     from runjournal.journal.events import FailReason
-    from runjournal.journal.pgstore import PgStore
+    from runjournal.journal.postgres.store import PgStore
     from runjournal.journal.run import start_run
 
     store = PgStore(pg_url, local_root=tmp_path / "local")

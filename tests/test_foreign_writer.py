@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from run_helpers import cli_argv, process_gone, wait_for
 
-from runjournal.journal.store import JsonlStore
+from runjournal.journal.jsonl import JsonlStore
 
 WRITER = Path(__file__).resolve().parent / "foreign_writer" / "writer.js"
 FORMAT_DOC = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text(encoding="utf-8")

@@ -26,6 +26,7 @@ from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.status import LISTED_STATUSES, UNREADABLE, ExitCode
 from runjournal.projections.history import HistoryRow, history_rows
 
+
 def parse_since(text: str, now: datetime) -> datetime:
     """``--since`` as a moment (see :func:`runjournal.cli.timeargs.parse_when`)."""
     return parse_when(text, now)

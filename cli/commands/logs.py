@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
+from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.errors import UserError
-from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.rendering.output import clean, emit_json
 from runjournal.cli.target import Target
 from runjournal.journal.fsio import check_dir
