@@ -142,3 +142,14 @@ def test_mypy_strict_accepts_a_user_file_of_the_public_api(venv: Path, tmp_path:
     user.write_text(USER_FILE)
     proc = _run([str(venv / "bin" / "mypy"), "--strict", "--no-incremental", str(user)], cwd=tmp_path)
     assert "Success" in proc.stdout
+
+
+def test_the_shipped_examples_print_and_run_from_a_regular_install(venv: Path, tmp_path: Path) -> None:
+    """`runjournal example fanout` works from the installed wheel, and its output runs as a workflow."""
+    runjournal = str(venv / "bin" / "runjournal")
+    names = _run([runjournal, "example"], cwd=tmp_path).stdout.split()
+    assert names == ["fanout", "hello"]
+    (tmp_path / "hello.toml").write_text(_run([runjournal, "example", "hello"], cwd=tmp_path).stdout)
+    _run([runjournal, "run", "hello.toml"], cwd=tmp_path)
+    rows = json.loads(_run([runjournal, "history", "--json"], cwd=tmp_path).stdout)
+    assert [(row["workflow"], row["status"]) for row in rows] == [("hello", "succeeded")]
