@@ -36,11 +36,38 @@ _HEX64 = re.compile(rb"[0-9a-f]{64}")
 _HASH_SUFFIX_LEN = len(_HASH_PREFIX) + 64 + len(b'"}')
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def adding(version: int, **defaults: Any) -> Upcaster:
+    """An upcaster to ``version`` for a change that only added fields (``defaults``: their old meaning).
+
+    An old line that already carries one of the new fields is not made valid by it: the
+    field is renamed so validation refuses it as unknown, as the old version would have.
+    """
+
+    def upcast(obj: dict[str, Any]) -> dict[str, Any]:
+        out = {f"{k} (not in v{version - 1})" if k in defaults else k: v for k, v in obj.items()}
+        return out | defaults | {"v": version}
+
+    return upcast
+
+
+def _started_v2(obj: dict[str, Any]) -> dict[str, Any]:
+    """``started`` v2 added ``writer.pid_ns`` (a v1 writer is read with ``pid_ns`` null)."""
+    writer = obj.get("writer")
+    if isinstance(writer, dict) and "pid_ns" in writer:
+        writer = {("pid_ns (not in v1)" if k == "pid_ns" else k): v for k, v in writer.items()}
+    return obj | {"writer": writer, "v": 2}
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("started", 1): _started_v2,
+    ("step-progress", 1): adding(2, process=None),
+    ("cancelled", 1): adding(2, evidence=None),
+}
 """``(type, v) -> function`` turning a version-``v`` object into version ``v + 1``.
 
-Schema version 1 is the first, so the table is empty; a future change to an event type
-registers here, and old lines keep reading as today's model.
+Old lines keep reading as today's model: each change to an event type registers here.
 """
 
 

@@ -132,6 +132,7 @@ class WriterIdentity(_Model):
     argv: list[str]
     user: str
     tool_version: str
+    pid_ns: int | None = Field(default=None, description="inode of the writer's pid namespace (/proc/self/ns/pid)")
 
 
 class PlannedStep(_Model):
@@ -167,8 +168,12 @@ class _Envelope(_Model):
 
 
 class Started(_Envelope):
-    """The first event of every run: what runs, and who writes it."""
+    """The first event of every run: what runs, and who writes it.
 
+    Version 2 added ``writer.pid_ns``, the writer's pid namespace.
+    """
+
+    v: Annotated[int, Field(ge=1)] = 2
     type: Literal["started"] = "started"
     workflow: str
     steps: list[PlannedStep]
@@ -180,9 +185,27 @@ class Started(_Envelope):
     rerun_of: RunId | None = None
 
 
-class StepProgress(_Envelope):
-    """A step started or ended, or one item of a fan-out step started or ended."""
+class StepProcess(_Model):
+    """The process group a step or item command runs in, recorded when the command starts.
 
+    Enough to find (and stop) what the command left running after its runner died, and to
+    tell it from a later process that reused the pid.
+    """
+
+    pid: int = Field(description="the command's pid as /proc numbers it on the writer's host")
+    pgid: int = Field(description="its process group (the runner starts each command as a group leader)")
+    start_ticks: int = Field(description="its start time in clock ticks since boot (/proc/<pid>/stat field 22)")
+    boot_id: str = Field(description="the host's boot id when it started, lowercase, without whitespace")
+    pid_ns: int | None = Field(default=None, description="inode of its pid namespace (/proc/<pid>/ns/pid)")
+
+
+class StepProgress(_Envelope):
+    """A step started or ended, or one item of a fan-out step started or ended.
+
+    Version 2 added ``process``: the process group of the command a ``started`` event starts.
+    """
+
+    v: Annotated[int, Field(ge=1)] = 2
     type: Literal["step-progress"] = "step-progress"
     step: str
     state: StepState
@@ -192,6 +215,7 @@ class StepProgress(_Envelope):
     item_state: StepState | None = None
     exit_code: int | None = None
     message: str | None = None
+    process: StepProcess | None = None
 
 
 class Heartbeat(_Envelope):
@@ -218,11 +242,20 @@ class Failed(_Envelope):
 
 
 class Cancelled(_Envelope):
-    """Terminal: someone asked the run to stop and its writer stopped it."""
+    """Terminal: someone asked the run to stop, and its writer stopped it.
 
+    When the writer was already gone, the canceller itself stops what the run left running
+    and appends this event under the run's lock, with ``evidence`` of what it found and
+    killed (version 2 added ``evidence``). Appended after another terminal event (an
+    ``abandoned`` run whose leftovers still ran) it is a late event: it documents the kill
+    and changes no status.
+    """
+
+    v: Annotated[int, Field(ge=1)] = 2
     type: Literal["cancelled"] = "cancelled"
     by: str
     reason: str | None = None
+    evidence: dict[str, JsonValue] | None = None
 
 
 class Abandoned(_Envelope):

@@ -8,7 +8,7 @@ import sys
 
 from runjournal.journal import __version__
 from runjournal.journal.events import CheckerIdentity, WriterIdentity
-from runjournal.journal.procfacts import boot_id, host_name, own_start_ticks
+from runjournal.journal.procfacts import boot_id, host_name, own_pid, own_start_ticks, pid_namespace
 
 
 def current_user() -> str:
@@ -20,12 +20,14 @@ def current_user() -> str:
 
 
 def writer_identity(argv: list[str] | None = None) -> WriterIdentity:
-    """Describe this process as a run's writer."""
+    """Describe this process as a run's writer: pid, start ticks and pid namespace all read
+    through ``/proc/self``, so they agree even inside a pid namespace sharing the host's ``/proc``."""
     return WriterIdentity(
         host=host_name(),
         boot_id=boot_id(),
-        pid=os.getpid(),
+        pid=own_pid(),
         start_ticks=own_start_ticks(),
+        pid_ns=pid_namespace("self"),
         argv=list(sys.argv if argv is None else argv),
         user=current_user(),
         tool_version=__version__,
@@ -34,4 +36,4 @@ def writer_identity(argv: list[str] | None = None) -> WriterIdentity:
 
 def checker_identity() -> CheckerIdentity:
     """Describe this process as a reconciler."""
-    return CheckerIdentity(host=host_name(), pid=os.getpid(), user=current_user())
+    return CheckerIdentity(host=host_name(), pid=own_pid(), user=current_user())

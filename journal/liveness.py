@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from runjournal.journal.procfacts import ProcessInfo, boot_id, host_name, process_info
+from runjournal.journal.procfacts import (
+    ProcessInfo,
+    boot_id,
+    host_name,
+    normalise_boot_id,
+    pid_namespace,
+    process_info,
+)
 
 if TYPE_CHECKING:
     from runjournal.journal.events import WriterIdentity
@@ -40,6 +47,8 @@ class HostFacts:
     boot_id_now: str | None
     process: ProcessInfo | None
     lock_held: bool | None
+    pid_ns_now: int | None = None
+    """This reader's own pid namespace: pid facts mean something only within the writer's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +70,18 @@ class ServerFacts:
 
 WriterFacts = HostFacts | ServerFacts
 
+DEFAULT_LEASE_INTERVALS = 3.0
+"""A run's lease, in heartbeat intervals: readers that cannot see the writer's process (another
+host, another pid namespace, a database) presume it dead after this much silence with its lock
+free, and a database writer that cannot take its lock back within it gives up its run."""
+
 
 def observe_host(identity: WriterIdentity, lock_held: bool | None) -> HostFacts:
     """This host's facts about the writer ``identity`` (its process only if it runs here, this boot)."""
     here = host_name()
     same_host = identity.host == here
     boot_now = boot_id() if same_host else None
-    process = process_info(identity.pid) if same_host and boot_now == identity.boot_id else None
-    return HostFacts(host_now=here, same_host=same_host, boot_id_now=boot_now, process=process, lock_held=lock_held)
+    same_boot = same_host and boot_now == normalise_boot_id(identity.boot_id)
+    process = process_info(identity.pid) if same_boot else None
+    return HostFacts(host_now=here, same_host=same_host, boot_id_now=boot_now, process=process, lock_held=lock_held,
+                     pid_ns_now=pid_namespace("self"))

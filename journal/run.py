@@ -17,8 +17,9 @@ body already ended the run.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,6 +33,7 @@ from runjournal.journal.events import (
     Heartbeat,
     PlannedStep,
     Started,
+    StepProcess,
     StepProgress,
     StepState,
     Succeeded,
@@ -56,6 +58,9 @@ class Run:
         self.ended_with: str | None = None
         self._stop_beats = threading.Event()
         self._beats: threading.Thread | None = None
+        self.heartbeat_failure: JournalError | None = None
+        """The last heartbeat that could not be written (None once one succeeds again)."""
+        self._on_beat_failure: Callable[[JournalError], None] = self._warn
 
     @property
     def run_id(self) -> str:
@@ -71,10 +76,12 @@ class Run:
         """Append a ``step-progress`` event (the general form of the helpers below)."""
         return self._append(StepProgress, step=step, state=state, **fields)
 
-    def step_started(self, step: str, *, total: int | None = None, message: str | None = None) -> Event:
-        """A step began (``total`` items for a fan-out step)."""
+    def step_started(
+        self, step: str, *, total: int | None = None, message: str | None = None, process: StepProcess | None = None
+    ) -> Event:
+        """A step began (``total`` items for a fan-out step; ``process``: the group its command runs in)."""
         done = 0 if total is not None else None
-        return self.progress(step, "started", done=done, total=total, message=message)
+        return self.progress(step, "started", done=done, total=total, message=message, process=process)
 
     def step_succeeded(self, step: str, **fields: Any) -> Event:
         """A step ended successfully."""
@@ -88,9 +95,10 @@ class Run:
         """A step was not run (``message`` says why)."""
         return self.progress(step, "skipped", message=message, **fields)
 
-    def item_started(self, step: str, item: str, *, done: int, total: int) -> Event:
-        """One item of a fan-out step began."""
-        return self.progress(step, "started", item=item, item_state="started", done=done, total=total)
+    def item_started(self, step: str, item: str, *, done: int, total: int, process: StepProcess | None = None) -> Event:
+        """One item of a fan-out step began (``process``: the group its command runs in)."""
+        return self.progress(step, "started", item=item, item_state="started", done=done, total=total,
+                             process=process)
 
     def item_ended(self, step: str, item: str, item_state: StepState, *, done: int, total: int, **fields: Any) -> Event:
         """One item of a fan-out step ended (``done`` counts ended items, this one included)."""
@@ -127,9 +135,18 @@ class Run:
             self.ended_with = event.type
         return event
 
-    def start_heartbeats(self, interval: float | None = None) -> None:
-        """Heartbeat from a daemon thread every ``interval`` seconds until the run ends."""
+    def start_heartbeats(
+        self, interval: float | None = None, *, on_failure: Callable[[JournalError], None] | None = None
+    ) -> None:
+        """Heartbeat from a daemon thread every ``interval`` seconds until the run ends.
+
+        A heartbeat that cannot be written is never swallowed: it is kept in
+        :attr:`heartbeat_failure` and reported, to ``on_failure`` if given, else as one
+        warning line on stderr (and a line when heartbeats resume). A writer that refuses
+        for good (closed, fenced, after a failed fsync) ends the loop.
+        """
         every = interval or self.started.heartbeat_interval
+        self._on_beat_failure = on_failure or self._warn
         self._beats = threading.Thread(target=self._beat_loop, args=(every,), name="runjournal-heartbeat", daemon=True)
         self._beats.start()
 
@@ -137,8 +154,20 @@ class Run:
         while not self._stop_beats.wait(every):
             try:
                 self.heartbeat()
-            except JournalError:
-                return
+            except JournalError as exc:
+                if self.ended_with is not None or self._stop_beats.is_set():
+                    return  # the run ended meanwhile: nothing was lost
+                self.heartbeat_failure = exc
+                self._on_beat_failure(exc)
+                if isinstance(exc, WriterClosedError):
+                    return
+                continue
+            if self.heartbeat_failure is not None:
+                self.heartbeat_failure = None
+                print(f"runjournal: run {self.run_id}: heartbeats resumed", file=sys.stderr, flush=True)
+
+    def _warn(self, exc: JournalError) -> None:
+        print(f"runjournal: warning: run {self.run_id}: heartbeat failed: {exc}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Stop heartbeats and release the writer (without ending the run)."""

@@ -46,7 +46,7 @@ from runjournal.journal.sidefiles import SideFiles
 from runjournal.journal.status import TERMINAL_TYPES
 
 if TYPE_CHECKING:
-    from runjournal.journal.events import Abandoned, Event, Started, WriterIdentity
+    from runjournal.journal.events import Abandoned, Cancelled, Event, Started, WriterIdentity
     from runjournal.journal.lines import TornTail
     from runjournal.journal.liveness import WriterFacts
     from runjournal.journal.readmodel import HistoryQuery, Progress, Projector, RunSummary
@@ -189,6 +189,27 @@ class LockedRun(ABC):
         ``fields`` are the Abandoned fields other than the envelope and ``tail_quarantined``.
         Raises :class:`NotReconcilableError` for a terminal run or one without ``started``.
         """
+
+    def append_cancelled(self, by: str, reason: str | None, evidence: dict[str, Any]) -> Cancelled:
+        """Repair what the store needs repaired (noted in ``evidence``), then append and sync ``cancelled``.
+
+        For a canceller that stopped what a gone writer left running (``runjournal cancel``).
+        On a terminal run it is a late event, which changes no status: that is how a kill
+        after ``abandoned`` is documented. Raises :class:`NotReconcilableError` for a run
+        without ``started``.
+        """
+        from runjournal.journal.events import Cancelled
+
+        if self.writer.next_seq == 0:
+            raise NotReconcilableError(f"run {self.writer.run_id} has no 'started' event; nothing to cancel")
+        repaired = self._repair_tail()
+        if repaired is not None:
+            evidence = evidence | {"tail_quarantined": repaired}
+        return self.writer.append(Cancelled, by=by, reason=reason, evidence=evidence)  # type: ignore[no-any-return]
+
+    def _repair_tail(self) -> dict[str, Any] | None:
+        """Make the run safe to append to (a JSONL torn tail moved aside); describe what was moved, if anything."""
+        return None
 
 
 class Store(ABC):

@@ -105,6 +105,7 @@ def _apply_step_state(state: RunState, step: StepState, event: StepProgress) -> 
         if step.state != "pending":
             _anomaly(state, event, "step-restarted", f"step {step.name!r} started again while {step.state}")
         step.started_at = event.ts
+        step.process = event.process
     else:
         if step.state == "pending" and event.state != "skipped":
             _anomaly(state, event, "end-before-start", f"step {step.name!r} {event.state} before it started")
@@ -130,6 +131,7 @@ def _apply_item(state: RunState, step: StepState, event: StepProgress) -> None:
     new_state = event.item_state or event.state
     if new_state == "started":
         item.started_at = event.ts
+        item.process = event.process
     else:
         if item.state == "pending" and new_state != "skipped":
             _anomaly(state, event, "end-before-start", f"item {name!r} of {step.name!r} {new_state} before it started")

@@ -4,11 +4,22 @@ A pure function of the run's state, the facts observed about its writer
 (:data:`runjournal.journal.liveness.WriterFacts`) and the reader's ``now``: it never reads the clock,
 ``/proc`` or the filesystem itself. The decision table is in ``docs/liveness.md``.
 
-Same host, the answer is certain: a different boot id, or a pid that is gone, a zombie or
-a different process (other start ticks) means the writer is dead, unless some process
-still holds the run's lock. Across hosts only time can tell: a run whose last event is
-older than the lease (``lease_intervals`` heartbeat intervals, on the reader's clock) is
-dead; a younger one is ``unknown``, never dead.
+The rules, in the order they apply (each one a row of the table):
+
+* A held lock means "not dead", whatever the boot id or the pid say: the lock's holder is
+  the writer (perhaps on another machine with the same host name, over a shared file
+  system that honours ``flock``), a child that inherited it, or a reconciler at work.
+* Same host and boot (boot ids compared normalised) and the same pid namespace: the pid is
+  certain. Alive (or stopped) with the recorded start ticks is alive; gone, a zombie or
+  another process (other start ticks, or another pid namespace) is dead.
+* Same host, another boot, lock free: the host rebooted, dead.
+* Same host and boot but another pid namespace, or another host: pids mean nothing here,
+  so only the lock and time can tell. Lock free and silent past the lease
+  (``lease_intervals`` heartbeat intervals, on the reader's clock) is dead; otherwise
+  ``unknown``, never dead.
+* A database store: the server's session lock and clock. Dead only when the lock is free
+  *and* the run has been silent past its lease on the server's clock: a writer whose
+  session was cut (a server restart) reconnects and takes its lock again within its lease.
 """
 
 from __future__ import annotations
@@ -18,13 +29,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from runjournal.journal.events import AbandonReason
-from runjournal.journal.liveness import HostFacts, ServerFacts, WriterFacts
+from runjournal.journal.liveness import DEFAULT_LEASE_INTERVALS, HostFacts, ServerFacts, WriterFacts
+from runjournal.journal.procfacts import normalise_boot_id
 from runjournal.projections.state import RunState
+from runjournal.projections.verdict_text import explain
+
+__all__ = ["DEFAULT_LEASE_INTERVALS", "Liveness", "Verdict", "explain", "judge", "no_writer_verdict", "operator_verdict"]
 
 Liveness = Literal["alive", "dead", "unknown"]
 
-DEFAULT_LEASE_INTERVALS = 3.0
-"""A writer on another host is presumed dead after this many heartbeat intervals of silence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +63,9 @@ def judge(
 ) -> Verdict:
     """Decide whether the writer recorded in ``state.started`` is alive, from ``facts`` at ``now``.
 
-    ``now`` is the reader's own clock (timezone-aware); it matters only for a writer on
-    another host, whose run is dead after ``lease_intervals`` heartbeat intervals of silence.
+    ``now`` is the reader's own clock (timezone-aware); it matters only where pids cannot
+    tell (another host, another pid namespace), where a run is dead after ``lease_intervals``
+    heartbeat intervals of silence with its lock free.
     """
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime (the reader's clock, e.g. datetime.now(UTC))")
@@ -62,9 +76,17 @@ def judge(
     evidence: dict[str, Any] = {"checked": ["host"], "host": writer.host, "host_now": facts.host_now}
     if isinstance(facts, ServerFacts):
         return _judge_on_server(state, facts, lease_intervals, evidence)
-    if facts.same_host:
-        return _judge_same_host(state, facts, evidence)
-    return _judge_other_host(state, facts, now, lease_intervals, evidence)
+    if not facts.same_host:
+        return _by_lease(state, facts, now, lease_intervals, evidence, _OTHER_HOST)
+    evidence["checked"].append("boot_id")
+    evidence |= {"boot_id_recorded": writer.boot_id, "boot_id_now": facts.boot_id_now}
+    if normalise_boot_id(writer.boot_id) != facts.boot_id_now:
+        return _other_boot(facts, evidence)
+    evidence["checked"].append("pid_ns")
+    evidence |= {"pid_ns_recorded": writer.pid_ns, "pid_ns_now": facts.pid_ns_now}
+    if None not in (writer.pid_ns, facts.pid_ns_now) and writer.pid_ns != facts.pid_ns_now:
+        return _by_lease(state, facts, now, lease_intervals, evidence, _OTHER_NAMESPACE)
+    return _by_pid(state, facts, evidence)
 
 
 def no_writer_verdict() -> Verdict:
@@ -72,19 +94,32 @@ def no_writer_verdict() -> Verdict:
     return Verdict("unknown", None, {"checked": [], "note": "no 'started' event: no writer recorded"})
 
 
-def _judge_same_host(state: RunState, facts: HostFacts, evidence: dict[str, Any]) -> Verdict:
-    writer = state.started.writer  # type: ignore[union-attr]
-    evidence["checked"].append("boot_id")
-    evidence |= {"boot_id_recorded": writer.boot_id, "boot_id_now": facts.boot_id_now}
-    if facts.boot_id_now != writer.boot_id:
-        # Nothing from an earlier boot can still run, whoever holds the lock now.
-        _note_lock(facts, evidence)
+_OTHER_HOST = "written on another host and its lease has not expired: cannot tell from here"
+_OTHER_NAMESPACE = ("written in another pid namespace (its pid means another process here) and its lease "
+                    "has not expired: cannot tell from here")
+
+
+def _other_boot(facts: HostFacts, evidence: dict[str, Any]) -> Verdict:
+    """Same host name, another boot id: rebooted, unless the run's lock says someone holds it."""
+    _note_lock(facts, evidence)
+    if facts.lock_held is False:
         return Verdict("dead", AbandonReason.HOST_REBOOTED, evidence)
+    evidence["note"] = (
+        "the boot id differs, but the run's lock is held: a writer on another machine with this host name, "
+        "over a shared file system that honours flock (or a reconciler)" if facts.lock_held else
+        "the boot id differs, but the run's lock could not be probed"
+    )
+    return Verdict("unknown", None, evidence)
+
+
+def _by_pid(state: RunState, facts: HostFacts, evidence: dict[str, Any]) -> Verdict:
+    """Same host, boot and pid namespace: the recorded process is certain."""
+    writer = state.started.writer  # type: ignore[union-attr]
     evidence["checked"] += ["pid", "start_ticks"]
     evidence |= {"pid": writer.pid, "start_ticks_recorded": writer.start_ticks}
     process = facts.process
     evidence["start_ticks_now"] = process.start_ticks if process else None
-    pid_state = _pid_state(writer.start_ticks, facts)
+    pid_state = _pid_state(writer.start_ticks, writer.pid_ns, facts)
     evidence["pid_state"] = pid_state
     _note_lock(facts, evidence)
     if pid_state in ("alive", "stopped"):
@@ -95,13 +130,13 @@ def _judge_same_host(state: RunState, facts: HostFacts, evidence: dict[str, Any]
     return Verdict("dead", AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE, evidence)
 
 
-def _pid_state(start_ticks: int, facts: HostFacts) -> str:
+def _pid_state(start_ticks: int, pid_ns: int | None, facts: HostFacts) -> str:
     process = facts.process
     if process is None:
         return "gone"
     if process.state == "zombie":
         return "zombie"
-    if process.start_ticks != start_ticks:
+    if process.start_ticks != start_ticks or None not in (pid_ns, process.pid_ns) and process.pid_ns != pid_ns:
         return "reused"
     return "stopped" if process.state == "stopped" else "alive"
 
@@ -111,9 +146,10 @@ def _note_lock(facts: WriterFacts, evidence: dict[str, Any]) -> None:
     evidence["lock"] = {True: "held", False: "free", None: "unknown"}[facts.lock_held]
 
 
-def _judge_other_host(
-    state: RunState, facts: HostFacts, now: datetime, lease_intervals: float, evidence: dict[str, Any]
+def _by_lease(
+    state: RunState, facts: HostFacts, now: datetime, lease_intervals: float, evidence: dict[str, Any], note: str
 ) -> Verdict:
+    """Pids cannot tell (another host, another pid namespace): the lock, then the lease, decide."""
     interval = state.started.heartbeat_interval  # type: ignore[union-attr]
     lease = lease_intervals * interval
     last = state.last_event_at
@@ -130,23 +166,25 @@ def _judge_other_host(
     }
     _note_lock(facts, evidence)
     if facts.lock_held:
-        evidence["note"] = "the run's lock is held (by its writer over a shared file system, or by a reconciler)"
+        evidence["note"] = "the run's lock is held (by its writer, perhaps over a shared file system, or by a reconciler)"
         return Verdict("unknown", None, evidence)
     if age is not None and age > lease:
         return Verdict("dead", AbandonReason.HEARTBEAT_EXPIRED, evidence)
-    evidence["note"] = "written on another host and its lease has not expired: cannot tell from here"
+    evidence["note"] = note
     return Verdict("unknown", None, evidence)
 
 
 def _judge_on_server(state: RunState, facts: ServerFacts, lease_intervals: float, evidence: dict[str, Any]) -> Verdict:
     """A database store: the writer's session lock is certain for every host; the clock is the server's.
 
-    A free lock means the writer's session is gone (the server released it), so the writer
-    can no longer append: dead. A held lock whose run has been silent (on the server's
-    clock) for longer than the lease is a stopped or cut-off writer: ``unknown`` until the
-    server drops the session (TCP keepalive), never dead while the lock is held.
+    A free lock means the writer's session is gone (the server released it), but a writer
+    cut off by a server restart or a dropped connection reconnects and takes its lock again:
+    it is dead only once the run has also been silent, on the server's clock, for longer
+    than the lease. A held lock is never dead: silent past the lease it is a stopped or
+    cut-off writer, ``unknown`` until the server drops its session (TCP keepalive).
     """
     interval = state.started.heartbeat_interval  # type: ignore[union-attr]
+    lease = lease_intervals * interval
     last, now = facts.last_received_at, facts.server_now
     age = (now - last).total_seconds() if last is not None and now is not None else None
     evidence["checked"] += ["server_lock", "server_clock"]
@@ -158,15 +196,19 @@ def _judge_on_server(state: RunState, facts: ServerFacts, lease_intervals: float
         "last_received_at": _iso(last),
         "silence_seconds": age,
         "heartbeat_interval": interval,
-        "lease_seconds": lease_intervals * interval,
+        "lease_seconds": lease,
         "last_seq": state.last_seq,
     }
-    if facts.lock_held is False:
+    silent = age is not None and age > lease
+    if facts.lock_held is False and silent:
         return Verdict("dead", AbandonReason.WRITER_SESSION_ENDED, evidence)
+    if facts.lock_held is False:
+        evidence["note"] = "the writer's session ended, but its lease has not run out: it may be reconnecting"
+        return Verdict("unknown", None, evidence)
     if facts.lock_held is None:
         evidence["note"] = "the run's lock on the server could not be probed"
         return Verdict("unknown", None, evidence)
-    if age is not None and age > lease_intervals * interval:
+    if silent:
         evidence["note"] = "the writer's session holds the lock but has been silent past its lease (stopped or cut off?)"
         return Verdict("unknown", None, evidence)
     return Verdict("alive", None, evidence)
@@ -185,57 +227,3 @@ def operator_verdict(verdict: Verdict, reason_text: str, by: str) -> Verdict:
     evidence |= {"liveness_observed": verdict.liveness, "operator": by, "operator_reason": reason_text}
     evidence["checked"] = [*verdict.evidence.get("checked", []), "operator"]
     return Verdict("dead", AbandonReason.OPERATOR, evidence)
-
-
-def explain(verdict: Verdict) -> str:
-    """One line on why the verdict is what it is."""
-    ev = verdict.evidence
-    if verdict.reason is AbandonReason.HOST_REBOOTED:
-        return f"host {ev.get('host')} rebooted since the run started (boot id changed)"
-    if verdict.reason is AbandonReason.OPERATOR:
-        return f"forced by {ev.get('operator')}: {ev.get('operator_reason')}"
-    if ev.get("lock_scope") == "server":
-        return _explain_server(verdict)
-    if verdict.reason is AbandonReason.HEARTBEAT_EXPIRED or "age_seconds" in ev:
-        return _explain_lease(verdict)
-    if "pid_state" in ev:
-        return _explain_pid(verdict)
-    return str(ev.get("note", verdict.liveness))
-
-
-def _explain_server(verdict: Verdict) -> str:
-    ev = verdict.evidence
-    silence = ev.get("silence_seconds")
-    heard = "nothing received" if silence is None else f"last event received {silence:.0f}s ago (server clock)"
-    if verdict.reason is AbandonReason.WRITER_SESSION_ENDED:
-        return f"the writer's database session ended (run lock free on the server); {heard}"
-    holder = ev.get("lock_holder") or {}
-    where = f" from {holder.get('client_addr') or 'a local socket'}" if holder else ""
-    return f"the writer's session{where} holds the run lock; {heard}, lease {ev.get('lease_seconds'):.0f}s"
-
-
-_PID_WORDS = {
-    "gone": "pid {pid} no longer exists",
-    "zombie": "pid {pid} is a zombie (exited, not yet reaped)",
-    "reused": "pid {pid} now belongs to another process (start ticks {start_ticks_now}, recorded {start_ticks_recorded})",
-    "alive": "pid {pid} is alive",
-    "stopped": "pid {pid} is stopped (SIGSTOP), not dead",
-}
-
-
-def _explain_pid(verdict: Verdict) -> str:
-    ev = verdict.evidence
-    text = _PID_WORDS[ev["pid_state"]].format(**ev)
-    if verdict.liveness == "unknown":
-        text += ", but the run's lock is still held"
-    return f"{text} on {ev.get('host')}"
-
-
-def _explain_lease(verdict: Verdict) -> str:
-    ev = verdict.evidence
-    age = ev.get("age_seconds")
-    age_text = "no event" if age is None else f"last event {age:.0f}s ago"
-    text = f"written on {ev.get('host')}: {age_text}, lease {ev.get('lease_seconds'):.0f}s"
-    if ev.get("lock") == "held":
-        text += ", lock held"
-    return text

@@ -32,6 +32,7 @@ from runjournal.journal.identity import checker_identity
 from runjournal.journal.status import DERIVED_ABANDONED
 from runjournal.journal.store import LockedRun, Store
 from runjournal.projections.fold import fold
+from runjournal.projections.leftovers import stop_leftovers
 from runjournal.projections.liveness import (
     DEFAULT_LEASE_INTERVALS,
     Verdict,
@@ -207,6 +208,9 @@ def _reconcile_locked(
     wanted = _wanted(verdict, operator)
     if wanted is None or wanted.reason is None:
         return ReconcileResult(run_id, _report_action(verdict, None), verdict, state)
+    # Abandoned means stopped: what the dead writer's units left running is stopped first,
+    # and the evidence says, unit by unit, what was found.
+    wanted = replace(wanted, evidence=wanted.evidence | stop_leftovers(state).to_evidence())
     try:
         event = locked.append_abandoned(
             reason=wanted.reason, evidence=wanted.evidence, checker=checker_identity(), last_seq=state.last_seq

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from runjournal.journal.events import Abandoned, Cancelled, Failed, Started, Succeeded
+from runjournal.journal.events import Abandoned, Cancelled, Failed, Started, StepProcess, Succeeded
 from runjournal.journal.status import RunStatus
 
 ProgressState = Literal["pending", "started", "succeeded", "failed", "skipped"]
@@ -34,6 +34,8 @@ class ItemState:
     ended_at: datetime | None = None
     exit_code: int | None = None
     message: str | None = None
+    process: StepProcess | None = None
+    """The process group its command ran in (from the ``started`` event)."""
 
 
 @dataclass(slots=True)
@@ -50,6 +52,8 @@ class StepState:
     done: int | None = None
     total: int | None = None
     items: dict[str, ItemState] = field(default_factory=dict)
+    process: StepProcess | None = None
+    """The process group its command ran in (single-command steps; items have their own)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ from run_helpers import orphan_run, state_of, terminal_state, write_workflow
 
 from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.main import cli
-from runjournal.journal.identity import writer_identity
+from runjournal.journal.identity import current_user, writer_identity
 from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.procfacts import host_name
 from runjournal.journal.run import start_run
 from runjournal.projections.reconcile import current_state
 
@@ -300,14 +301,21 @@ class TestCancel:
         assert store.path(run_id).read_bytes() == before
         assert not store.side_files.cancel_request(run_id).exists()
 
-    def test_gone_writer_is_reconciled(self, store: JsonlStore) -> None:
-        """Cancelling a run whose writer is gone records it abandoned instead."""
+    def test_gone_writer_is_cancelled_by_the_canceller(self, store: JsonlStore) -> None:
+        """Cancelling a run whose writer is gone records cancelled, by whom and why, with what it found."""
         orphan = orphan_run(store, "w")
-        result = invoke(store, "cancel", orphan.run_id)
+        result = invoke(store, "cancel", orphan.run_id, "--reason", "host retired")
         assert result.exit_code == 0, result.output
-        assert result.stdout == f"{orphan.run_id} abandoned\n"
+        by = f"{current_user()}@{host_name()}"
+        assert result.stdout == f"{orphan.run_id} cancelled by {by}\n"
         assert "the writer was gone" in result.stderr
-        assert current_state(store, orphan.run_id).state.status == "abandoned"
+        state = current_state(store, orphan.run_id).state
+        terminal = state.terminal
+        assert (state.status, terminal.by, terminal.reason) == ("cancelled", by, "host retired")  # type: ignore[union-attr]
+        assert terminal.evidence["work"] == [  # type: ignore[union-attr]
+            {"step": "s0", "item": None, "outcome": "unchecked", "pgid": None, "pids": [], "signals": [],
+             "note": "no process recorded"}]
+        assert terminal.evidence["still_running"] is False  # type: ignore[union-attr]
 
     def test_live_writer_on_other_host_refused(self, store: JsonlStore) -> None:
         """A writer on another host cannot be signalled from here: exit 2, nothing written."""

@@ -183,3 +183,30 @@ def test_unknown_reason_code_in_a_line_reads_as_unknown() -> None:
     obj = HEARTBEAT | {"type": "abandoned", "reason": "cosmic-ray", "evidence": {}, "last_seq": 0,
                        "checker": {"host": "h", "pid": 1, "user": "u"}, "tail_quarantined": None}
     assert decode(obj_line(obj)).reason.value == "unknown"
+
+
+def test_step_progress_v1_reads_without_a_process() -> None:
+    """A v1 step-progress line (before ``process`` existed) reads as v2 with ``process`` null."""
+    obj = HEARTBEAT | {"type": "step-progress", "step": "build", "state": "started"}
+    event = decode(obj_line(obj))
+    assert (event.v, event.step, event.process) == (2, "build", None)
+
+
+def test_a_v1_line_cannot_smuggle_a_v2_field() -> None:
+    """A v1 line that carries the v2 field is refused as v1 would refuse it, not read as v2."""
+    obj = HEARTBEAT | {"type": "cancelled", "by": "u", "evidence": {"x": 1}}
+    with pytest.raises(CorruptLineError, match="evidence"):
+        decode(obj_line(obj))
+    assert decode(obj_line(HEARTBEAT | {"type": "cancelled", "by": "u", "v": 2, "evidence": {"x": 1}})).evidence == {
+        "x": 1}
+
+
+def test_started_v1_reads_with_an_unknown_pid_namespace() -> None:
+    """A v1 ``started`` (before ``writer.pid_ns``) reads as v2 with ``pid_ns`` null; a v1 writer carrying it is refused."""
+    writer = {"host": "h", "boot_id": "b", "pid": 1, "start_ticks": 2, "argv": [], "user": "u", "tool_version": "t"}
+    obj = HEARTBEAT | {"seq": 0, "type": "started", "workflow": "w", "steps": [], "writer": writer,
+                       "heartbeat_interval": 1.0}
+    event = decode(obj_line(obj))
+    assert (event.v, event.writer.pid_ns) == (2, None)
+    with pytest.raises(CorruptLineError, match="pid_ns"):
+        decode(obj_line(obj | {"writer": writer | {"pid_ns": 7}}))

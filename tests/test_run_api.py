@@ -91,3 +91,29 @@ def test_heartbeats_run_in_the_background_until_the_run_ends(journal_dir: Path) 
     types = [e.type for e in events_of(Path(run.location), run.run_id)]
     assert types.count("heartbeat") >= 2
     assert types[-1] == "succeeded"
+
+
+def test_a_failed_heartbeat_is_reported_not_swallowed(journal_dir: Path) -> None:
+    """A heartbeat the writer refuses is kept on the run and handed to the failure callback."""
+    failures: list[Exception] = []
+    run = start_run("deploy", root=journal_dir, durability="none", heartbeat_interval=0.01)
+    run.writer.close()  # the writer refuses every append from now on
+    run.start_heartbeats(on_failure=failures.append)
+    deadline = time.monotonic() + 10
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert run.heartbeat_failure is failures[0]
+    assert "the writer is closed" in str(failures[0])
+    run.close()
+
+
+def test_a_failed_heartbeat_warns_on_stderr_by_default(journal_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Without a callback the failure is one warning line on stderr naming the run."""
+    run = start_run("deploy", root=journal_dir, durability="none", heartbeat_interval=0.01)
+    run.writer.close()
+    run.start_heartbeats()
+    deadline = time.monotonic() + 10
+    while run.heartbeat_failure is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    run.close()
+    assert f"runjournal: warning: run {run.run_id}: heartbeat failed: " in capfd.readouterr().err

@@ -6,20 +6,27 @@ import io
 import os
 import signal
 import stat
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from run_helpers import events_of, process_gone, state_of, wait_for
 
+from runjournal.cli.engine.children import release, spawn_gated
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
 from runjournal.cli.engine.runfiles import unit_log_path, write_cancel_request
-from runjournal.cli.engine.runner import Outcome, Runner, SkipPlan, skip_plan_from, stop_signals
+from runjournal.cli.engine.runner import Outcome, Runner, stop_signals
+from runjournal.cli.engine.skips import SkipPlan, skip_plan_from
 from runjournal.cli.engine.workflow import Step, Workflow, parse_workflow
 from runjournal.cli.rendering.progress import Progress, describe
+from runjournal.journal.errors import WriterClosedError
 from runjournal.journal.events import Event, StepProgress
 from runjournal.journal.ids import new_run_id
 from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.processes import read_stat
+from runjournal.journal.procfacts import boot_id, pid_namespace
 from runjournal.projections.fold import fold
 from runjournal.projections.state import ItemState, RunState, StepState
 
@@ -373,3 +380,60 @@ class TestSkipChangedItems:
         assert [(i.state, i.message) for i in fan.items.values()] == [
             ("skipped", "succeeded in run r1"), ("skipped", "succeeded in run r0")]
         assert not state.anomalies
+
+
+class TestOwnership:
+    def test_started_events_record_each_commands_process_group(self, store: JsonlStore) -> None:
+        """The event that starts a single step or an item names its command's process group, identity and all."""
+        _, state, events = execute(store, workflow(FANOUT))
+        starts = [e for e in events if isinstance(e, StepProgress) and e.process is not None]
+        assert sorted((e.step, e.item) for e in starts) == [("patch", f"h{n}") for n in range(1, 6)] + [
+            ("prepare", None), ("verify", None)]
+        me = read_stat("self")
+        assert me is not None
+        for event in starts:
+            process = event.process
+            assert process is not None and process.pgid == process.pid and process.pid != os.getpid()
+            assert process.start_ticks >= me.start_ticks and process.boot_id == boot_id().strip().lower()
+            assert process.pid_ns == pid_namespace("self")
+        assert state.steps["patch"].items["h3"].process is not None
+        assert state.steps["patch"].process is None  # a fan-out step runs no command of its own
+
+    def test_watchdog_never_outlives_a_finished_run(self, store: JsonlStore) -> None:
+        """After a run ends normally its watchdog process has exited (and was reaped)."""
+        runner = Runner(store, workflow(FANOUT))
+        run = begin_run(store, LaunchSpec(new_run_id(), workflow(FANOUT), allow_concurrent=True))
+        with run:
+            runner.execute(run)
+        watchdog = runner._watchdog
+        assert watchdog is not None and watchdog.process.returncode == 0
+        assert process_gone(watchdog.process.pid)
+
+    def test_a_writer_refused_for_good_stops_its_steps_and_raises(self, store: JsonlStore, tmp_path: Path) -> None:
+        """When heartbeats find the writer refused (fenced, closed), the steps are stopped and the run raises."""
+        pid_file = tmp_path / "step.pid"
+        wf = workflow(f'name = "w"\nheartbeat_interval = 0.05\n[[steps]]\nname = "a"\n'
+                      f'run = "trap \'\' TERM; echo $$ > {pid_file}; sleep 30"\n')
+        runner = Runner(store, wf)
+        run = begin_run(store, LaunchSpec(new_run_id(), wf, allow_concurrent=True))
+        with pytest.raises(WriterClosedError, match="the writer is closed"), run:
+            wait = threading.Thread(target=lambda: (wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(),
+                                                             "the step to start"), run.writer.close()))
+            wait.start()
+            started = time.monotonic()
+            runner.execute(run)
+        step_pid = int(pid_file.read_text())
+        wait_for(lambda: process_gone(step_pid), "the step (which ignores SIGTERM) to be killed", timeout=5)
+        assert time.monotonic() - started < 10
+
+    def test_a_gated_command_runs_only_once_released(self, tmp_path: Path) -> None:
+        """A command waits at its gate: released it runs (same pid); if the gate closes first it never runs."""
+        ran, never = tmp_path / "ran", tmp_path / "never"
+        popen, gate = spawn_gated(["sh", "-c", f"echo $$ > {ran}"], env=dict(os.environ), out=subprocess.DEVNULL)
+        release(gate)
+        assert popen.wait(10) == 0 and int(ran.read_text()) == popen.pid
+        popen, gate = spawn_gated(["touch", str(never)], env=dict(os.environ), out=subprocess.DEVNULL)
+        os.close(gate)  # the runner died before recording the start
+        assert popen.wait(10) == 125 and not never.exists()
+        with pytest.raises(FileNotFoundError):
+            spawn_gated(["no-such-command-xyz"], env=dict(os.environ), out=subprocess.DEVNULL)

@@ -15,7 +15,7 @@ from hypothesis import given
 
 from runjournal.cli.main import cli
 from runjournal.journal.codec import chain_hash, decode_line
-from runjournal.journal.events import EVENT_TYPES, Abandoned, Event, Heartbeat
+from runjournal.journal.events import EVENT_TYPES, SCHEMA_VERSIONS, Abandoned, Event, Heartbeat, StepProcess
 from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.run import start_run
@@ -104,6 +104,21 @@ def test_the_schema_rejects_lines_we_would_not_read(change: Any, journal_dir: Pa
     line = write_with_the_writer(journal_dir, make_stream())[1]
     obj = change(orjson.loads(line))
     assert not validator().is_valid(obj)
+
+
+def test_version_2_fields_validate(journal_dir: Path) -> None:
+    """A step-progress with its process and a canceller's cancelled with evidence validate (both at v2)."""
+    process = StepProcess(pid=41, pgid=41, start_ticks=9000, boot_id="6f1c2a9e-0b7d", pid_ns=4026531836)
+    with start_run("wf", ["a"], root=journal_dir, durability="none") as run:
+        run.step_started("a", process=process)
+        run.writer.close()
+        run.ended_with = "test: writer vanished"
+    with JsonlStore(journal_dir).locked_run(run.run_id) as locked:
+        locked.append_cancelled("alice@h", "retired", {"work": [{"step": "a", "outcome": "killed"}]})
+    objs = [assert_valid(line) for line in JsonlStore(journal_dir).path(run.run_id).open("rb")]
+    assert (objs[1]["v"], objs[1]["process"]["pid_ns"]) == (2, 4026531836)
+    assert (objs[2]["type"], objs[2]["v"], objs[2]["evidence"]["work"][0]["outcome"]) == ("cancelled", 2, "killed")
+    assert SCHEMA_VERSIONS["step-progress"] == 2 and SCHEMA_VERSIONS["cancelled"] == 2
 
 
 def test_a_heartbeat_needs_only_the_envelope_and_h() -> None:

@@ -17,7 +17,7 @@ from typing import IO
 import pytest
 
 from runjournal.journal.errors import RunLockedError
-from runjournal.journal.events import Heartbeat
+from runjournal.journal.events import SCHEMA_VERSIONS, Heartbeat
 from runjournal.journal.jsonl.reader import JsonlRunReader
 from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.lines import RawLine, iter_raw_lines
@@ -126,8 +126,8 @@ def check_killed_run(path: Path, run_id: str, acked: list[int]) -> bool:
     torn = reader.torn_tail
     if torn is not None:
         assert items[-1] == torn
-        expected = f'{{"v":1,"run_id":"{run_id}","seq":{len(events)},'.encode()
-        assert torn.preview[: len(expected)] == expected[: torn.length], "torn tail is not the next line's start"
+        starts = [f'{{"v":{v},"run_id":"{run_id}","seq":{len(events)},'.encode() for v in set(SCHEMA_VERSIONS.values())]
+        assert any(torn.preview[: len(e)] == e[: torn.length] for e in starts), "torn tail is not the next line's start"
     problems = list(verify_file(path, run_id))
     assert [p.kind for p in problems] == (["torn-tail"] if torn else [])
     return torn is not None

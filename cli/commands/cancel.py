@@ -1,4 +1,12 @@
-"""``runjournal cancel``: ask a run's writer to stop; reconcile instead if the writer is gone."""
+"""``runjournal cancel``: stop a run that is not finished, whether its writer lives or not.
+
+A live writer is asked to stop (it stops its steps and records ``cancelled`` itself). A run
+whose writer is gone is cancelled by this command: under the run's lock it stops what the
+run left running (identity-checked process groups, see :mod:`projections.leftovers`) and
+appends ``cancelled`` with who, why and what was killed. A run already recorded
+``abandoned`` whose processes still run gets them stopped too, documented by a late
+``cancelled`` event (the status stays ``abandoned``: the first terminal event wins).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -14,18 +23,22 @@ from runjournal.cli.engine.runfiles import clear_cancel_request, write_cancel_re
 from runjournal.cli.errors import JournalClickError, UserError
 from runjournal.cli.rendering.output import clean
 from runjournal.cli.target import Target
+from runjournal.journal.errors import RunLockedError
 from runjournal.journal.events import WriterIdentity
 from runjournal.journal.identity import current_user
-from runjournal.journal.procfacts import boot_id, host_name, process_info
+from runjournal.journal.processes import view_consistent
+from runjournal.journal.procfacts import boot_id, host_name, normalise_boot_id, process_info
 from runjournal.journal.status import ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.fold import fold
-from runjournal.projections.reconcile import reconcile_run
+from runjournal.projections.leftovers import Leftovers, describe, stop_leftovers, unit_label
 from runjournal.projections.state import RunState
 from runjournal.projections.tail import RunTail, wait_until_over
 
 POLL_SECONDS = 0.05
 """How often to look for the writer's end while waiting (a cancel is usually over in milliseconds)."""
+LOCK_ATTEMPTS = 40
+_LOCK_BACKOFF = 0.005
 
 
 @click.command()
@@ -33,16 +46,20 @@ POLL_SECONDS = 0.05
 @click.option("--reason", metavar="TEXT", help="Why; recorded in the run's `cancelled` event.")
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="SECONDS",
-              help="Seconds to wait for the run to record `cancelled`.")
+              help="Seconds to wait for a live writer to record `cancelled`.")
 @click.pass_obj
 def cancel(target: Target, ref: str, reason: str | None, wait_seconds: float) -> None:
-    """Cancel RUN cooperatively: its writer stops the steps' processes and records `cancelled`.
+    """Cancel RUN: stop its steps' processes and record `cancelled` with who and why.
 
-    The request (who, why) is written beside the journal, then the writer process gets
-    SIGTERM, after checking it is still the process that started the run (same host, boot
-    and start time). If the writer is gone, the run is reconciled instead (recorded
-    `abandoned`). Exit 0 once the run is over; 1 if RUN had already ended (nothing is
-    done) or did not stop within --wait; 2 if RUN is unknown.
+    A live writer is asked to stop: the request (who, why) is written beside the journal,
+    then the writer gets SIGTERM, after checking it is still the process that started the
+    run (same host, boot, pid namespace and start time). If the writer is gone, this command
+    stops what the run left running itself (each process group identity-checked against the
+    journal) and records `cancelled` with what it killed. A run already `abandoned` whose
+    processes still run has them stopped, recorded as a late event. Exit 0 once the run is
+    over and its processes stopped; 1 if RUN had already ended with nothing left running,
+    did not stop within --wait, or left processes that could not be stopped; 2 if RUN is
+    unknown.
 
     \b
     Examples:
@@ -51,13 +68,12 @@ def cancel(target: Target, ref: str, reason: str | None, wait_seconds: float) ->
     store = target.open()
     run_id = store.resolve(ref)
     state = _fold(store, run_id)
-    if state.is_terminal:
-        raise JournalClickError(f"run {run_id} already {state.status}; nothing to cancel", ExitCode.NEGATIVE)
     writer = state.started.writer if state.started is not None else None
-    if writer is None or not _is_live_writer(writer):
-        _reconcile_instead(store, run_id)
+    by = f"{current_user()}@{host_name()}"
+    if state.is_terminal or writer is None or not _is_live_writer(writer):
+        _cancel_orphan(store, run_id, state, by, reason)
         return
-    write_cancel_request(store.side_files, run_id, f"{current_user()}@{host_name()}", reason)
+    write_cancel_request(store.side_files, run_id, by, reason)
     try:
         os.kill(writer.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -78,26 +94,81 @@ def _fold(store: Store, run_id: str) -> RunState:
 
 
 def _is_live_writer(writer: WriterIdentity) -> bool:
-    """The recorded writer runs on this host, this boot, with the recorded start time."""
+    """The recorded writer runs on this host, this boot, with the recorded start ticks and pid namespace,
+    and this process numbers processes as ``/proc`` does (so the recorded pid may be signalled)."""
     if writer.host != host_name():
         raise UserError(f"the run's writer runs on host {writer.host!r}; cancel it there")
-    if writer.boot_id != boot_id():
+    if normalise_boot_id(writer.boot_id) != boot_id() or not view_consistent():
         return False
     info = process_info(writer.pid)
-    return info is not None and info.start_ticks == writer.start_ticks and info.state != "zombie"
+    if info is None or info.state == "zombie" or info.start_ticks != writer.start_ticks:
+        return False
+    return writer.pid_ns is None or info.pid_ns in (None, writer.pid_ns)
 
 
-def _reconcile_instead(store: Store, run_id: str) -> None:
-    result = reconcile_run(store, run_id)
+def _cancel_orphan(store: Store, run_id: str, state: RunState, by: str, reason: str | None) -> None:
+    """The writer is gone (or the run ended): stop what the run left running, under its lock, and record it."""
+    if state.started is None:
+        raise JournalClickError(f"run {run_id} has no 'started' event; nothing to cancel", ExitCode.NEGATIVE)
+    if state.is_terminal and not _anything_running(state):
+        raise JournalClickError(f"run {run_id} already {state.status}; nothing to cancel", ExitCode.NEGATIVE)
+    locked_state, leftovers, event = _stop_under_lock(store, run_id, by, reason)
     clear_cancel_request(store.side_files, run_id)
-    if not result.state.is_terminal:
-        raise JournalClickError(
-            f"run {run_id}: its writer is not running here, but it cannot be judged dead ({result.action}); "
-            "see 'runjournal reconcile --help'", ExitCode.NEGATIVE,
-        )
-    click.echo(f"run {run_id}: the writer was gone; recorded {result.state.status} ({result.state.reason})",
-               err=True)
-    click.echo(f"{run_id} {result.state.status}")
+    _report_orphan(run_id, locked_state, leftovers, event is not None)
+
+
+def _anything_running(state: RunState) -> bool:
+    """Whether a finished run still has processes running (only an abandoned run can)."""
+    if state.status != "abandoned":
+        return False
+    return stop_leftovers(state, stop=False).still_running
+
+
+def _stop_under_lock(store: Store, run_id: str, by: str, reason: str | None) -> tuple[RunState, Leftovers, Any]:
+    """Take the run's lock (proof that no writer appends), stop the leftovers, append ``cancelled``."""
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            with store.locked_run(run_id) as locked:
+                state = fold(locked.events())
+                if state.is_terminal and state.status != "abandoned":
+                    return state, Leftovers(), None
+                leftovers = stop_leftovers(state)
+                if state.is_terminal and not (leftovers.still_running or _killed(leftovers)):
+                    return state, leftovers, None
+                evidence = {"writer": "gone: the run's lock was free", **leftovers.to_evidence()}
+                event = locked.append_cancelled(by, reason, evidence)
+                return fold([event], start=state), leftovers, event
+        except RunLockedError:
+            if attempt + 1 == LOCK_ATTEMPTS:
+                raise JournalClickError(
+                    f"run {run_id}: its writer is not a process this host can signal, but the run's lock is held "
+                    "(a writer in another pid namespace, or a reconciler); cancel it where it runs",
+                    ExitCode.NEGATIVE) from None
+            time.sleep(_LOCK_BACKOFF)
+    raise AssertionError("unreachable")
+
+
+def _killed(leftovers: Leftovers) -> bool:
+    return any(u.outcome == "killed" for u in leftovers.units)
+
+
+def _report_orphan(run_id: str, state: RunState, leftovers: Leftovers, recorded: bool) -> None:
+    for work in leftovers.units:
+        click.echo(f"run {run_id}: {clean(work.unit.label, inline=True)}: {describe(work.to_data())}", err=True)
+    for process in leftovers.escaped:
+        label = clean(unit_label(process["step"], process["item"]), inline=True)
+        click.echo(f"run {run_id}: pid {process['pid']} ({label}) left its process group and still runs; "
+                   "it was not signalled", err=True)
+    if not recorded:
+        raise JournalClickError(f"run {run_id} already {state.status}; nothing to cancel", ExitCode.NEGATIVE)
+    late = state.status != "cancelled"
+    what = f"already {state.status}; its leftovers were stopped (recorded as a late event)" if late else "cancelled"
+    click.echo(f"run {run_id}: the writer was gone; {what}", err=True)
+    terminal = state.terminal
+    click.echo(f"{run_id} {state.status}" + ("" if late else f" by {clean(getattr(terminal, 'by', ''))}"))
+    if leftovers.still_running:
+        click.echo(f"runjournal: error: run {run_id}: some of its processes still run (see above)", err=True)
+        sys.exit(ExitCode.NEGATIVE)
 
 
 def _report(run_id: str, state: RunState) -> None:

@@ -11,7 +11,8 @@ import click
 
 from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
-from runjournal.cli.engine.runner import Runner, SkipPlan, skip_plan_from, stop_signals
+from runjournal.cli.engine.runner import Runner, stop_signals
+from runjournal.cli.engine.skips import SkipPlan, skip_plan_from
 from runjournal.cli.engine.supervisor import spawn
 from runjournal.cli.engine.workflow import (
     Step,
@@ -22,7 +23,7 @@ from runjournal.cli.engine.workflow import (
     load_workflow,
     read_workflow_bytes,
 )
-from runjournal.cli.errors import UserError
+from runjournal.cli.errors import JournalClickError, UserError
 from runjournal.cli.rendering.output import can_redraw
 from runjournal.cli.rendering.progress import Progress
 from runjournal.cli.target import Target
@@ -30,7 +31,9 @@ from runjournal.journal.ids import new_run_id
 from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
 from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
+from runjournal.projections.leftovers import conflicts, stop_leftovers
 from runjournal.projections.reconcile import current_state
+from runjournal.projections.state import RunState
 
 _INPUT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -109,15 +112,20 @@ def exec_command(target: Target, name: str, step_name: str | None, detach: bool,
 @click.argument("ref", metavar="RUN", shell_complete=complete_run_ids)
 @click.option("--unfinished", is_flag=True, help="Skip the steps and items that succeeded in RUN.")
 @click.option("--allow-changed", is_flag=True, help="Run the workflow file even if it changed since RUN.")
+@click.option("--ignore-leftovers", is_flag=True,
+              help="Start even if processes of RUN that this rerun would repeat are still running.")
 @launch_options
 @click.pass_obj
-def rerun(target: Target, ref: str, unfinished: bool, allow_changed: bool, detach: bool, allow_concurrent: bool,
-          inputs: dict[str, str]) -> None:
+def rerun(target: Target, ref: str, unfinished: bool, allow_changed: bool, ignore_leftovers: bool, detach: bool,
+          allow_concurrent: bool, inputs: dict[str, str]) -> None:
     """Start a new run of RUN's workflow file, linked to RUN (`rerun_of`).
 
     RUN's inputs are reused (--input adds or overrides). The file must be unchanged since
     RUN (same sha256) unless --allow-changed. With --unfinished, what succeeded in RUN is
-    recorded as skipped ("succeeded in run ...") instead of run again.
+    recorded as skipped ("succeeded in run ...") instead of run again. Refused (exit 3)
+    while a process RUN started for a step or item that this rerun would run again is
+    still alive (one that left its process group, or another user's), so no unit ever runs
+    twice at once; --ignore-leftovers starts anyway.
 
     \b
     Examples:
@@ -128,10 +136,23 @@ def rerun(target: Target, ref: str, unfinished: bool, allow_changed: bool, detac
     if old.started is None or old.started.workflow_file is None:
         raise UserError(f"run {old.run_id} was not started from a workflow file; nothing to rerun")
     workflow = _load_same(Path(old.started.workflow_file), old.started.workflow_digest, old.run_id, allow_changed)
+    skip = skip_plan_from(old) if unfinished else SkipPlan()
+    if not ignore_leftovers:
+        _refuse_leftovers(old, skip)
     spec = LaunchSpec(new_run_id(), workflow, {**_string_inputs(old.started.inputs), **inputs},
-                      rerun_of=old.run_id, skip=skip_plan_from(old) if unfinished else SkipPlan(),
-                      allow_concurrent=allow_concurrent, argv=tuple(sys.argv))
+                      rerun_of=old.run_id, skip=skip, allow_concurrent=allow_concurrent, argv=tuple(sys.argv))
     _launch(store, spec, detach=detach)
+
+
+def _refuse_leftovers(old: RunState, skip: SkipPlan) -> None:
+    """Refuse while a process of ``old`` still runs a unit this rerun would start again."""
+    skipped = {(step, None) for step in skip.steps} | {(s, i) for s, items in skip.items.items() for i in items}
+    running, pids = conflicts(stop_leftovers(old, stop=False), skipped)
+    if running:
+        shown = "; ".join(running[:5]) + ("; ..." if len(running) > 5 else "")
+        raise JournalClickError(
+            f"run {old.run_id} still has processes running that this rerun would repeat: {shown}; stop them "
+            f"(kill {' '.join(map(str, pids))}) or pass --ignore-leftovers", ExitCode.JOURNAL)
 
 
 def _load(file: Path) -> Workflow:

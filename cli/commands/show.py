@@ -13,7 +13,7 @@ from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
 from runjournal.cli.rendering.textfmt import duration_text, local_time, status_with_reason
-from runjournal.cli.rendering.textviews import event_detail, progress_text, step_table
+from runjournal.cli.rendering.textviews import WORK_KEYS, event_detail, progress_text, step_table, work_lines
 from runjournal.cli.rendering.timelinetext import timeline_lines
 from runjournal.cli.rendering.views import (
     DERIVED_ABANDONED,
@@ -24,6 +24,9 @@ from runjournal.cli.rendering.views import (
     run_duration,
 )
 from runjournal.cli.target import Target
+from runjournal.journal.errors import JournalError
+from runjournal.journal.events import Event
+from runjournal.journal.store import Store
 from runjournal.projections.reconcile import CurrentState, current_state
 from runjournal.projections.timeline import timeline as build_timeline
 
@@ -68,7 +71,8 @@ def show(target: Target, run: str, timeline: bool, no_reconcile: bool, fmt: Outp
     if fmt is OutputFormat.JSON:
         emit_json(detail)
         return
-    for line in show_lines(current, detail, raw):
+    late = _late_events(store, run_id, current) if current.state.late_events else {}
+    for line in show_lines(current, detail, raw, late):
         emit_text(line, raw)
 
 
@@ -85,14 +89,24 @@ def timeline_lines_of(current: CurrentState, raw: bool) -> Iterator[str]:
     yield from timeline_lines(drawn, raw)
 
 
-def show_lines(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterator[str]:
+def _late_events(store: Store, run_id: str, current: CurrentState) -> dict[int, Event]:
+    """The late events themselves (the fold keeps only their seq and type), by seq."""
+    wanted = {e.seq for e in current.state.late_events}
+    try:
+        return {e.seq: e for e in store.read(run_id).events() if e.seq in wanted}
+    except (JournalError, OSError):
+        return {}
+
+
+def show_lines(current: CurrentState, detail: dict[str, Any], raw: bool,
+               late: dict[int, Event] | None = None) -> Iterator[str]:
     """The text form of ``show``: a header block, the step table, progress lists, oddities."""
     yield from _header(current, detail, raw)
     yield ""
     yield from step_table(current.state, raw)
     yield ""
     yield from progress_text(current.state, raw)
-    yield from _listing("late events:", [f"seq {e.seq} {e.type} at {local_time(e.ts)}"
+    yield from _listing("late events:", [_late_line(e.seq, e.type, e.ts, (late or {}).get(e.seq), raw)
                                          for e in current.state.late_events])
     yield from _listing("anomalies:", [f"seq {a['seq']} {a['kind']}: {clean(a['message'], raw, inline=True)}"
                                        for a in detail["anomalies"]])
@@ -124,7 +138,9 @@ def _header(current: CurrentState, detail: dict[str, Any], raw: bool) -> Iterato
     if status == DERIVED_ABANDONED:
         yield _field("note", _NOT_RECORDED.get(current.action, "not recorded"))
     if detail["evidence"] is not None:
-        yield from _mapping("evidence", detail["evidence"], raw)
+        evidence = detail["evidence"]
+        yield from _mapping("evidence", {k: v for k, v in evidence.items() if k not in WORK_KEYS}, raw)
+        yield from _work(evidence, raw)
     yield _field("events", f"{detail['events']} (last seq {detail['last_seq']})")
     yield _field("path", clean(detail["path"], raw, inline=True))
 
@@ -146,6 +162,19 @@ def _writer_lines(detail: dict[str, Any], raw: bool) -> Iterator[str]:
     if checker is not None:
         yield _field("checked by", clean(f"pid {checker['pid']} on {checker['host']}, user {checker['user']}",
                                          raw, inline=True))
+
+
+def _work(evidence: dict[str, Any], raw: bool) -> Iterator[str]:
+    """What happened to the work in flight, in words (the ``work`` and ``escaped`` evidence)."""
+    for label, text in work_lines(evidence):
+        yield _field(label, clean(text, raw, inline=True))
+
+
+def _late_line(seq: int, kind: str, ts: datetime, event: Event | None, raw: bool) -> str:
+    line = f"seq {seq} {kind} at {local_time(ts)}"
+    if event is not None and event.type in ("cancelled", "failed", "succeeded", "abandoned"):
+        line += f": {event_detail(event, raw)}"
+    return line
 
 
 def _mapping(title: str, mapping: dict[str, Any], raw: bool) -> Iterator[str]:

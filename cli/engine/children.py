@@ -3,13 +3,16 @@
 Each command runs in a new session (``start_new_session``), so its process group holds the
 command and everything it started. Stopping a command signals the group: SIGTERM first,
 SIGKILL after a grace period. When the command exits, whatever it left running in its group
-is killed too, so a step never leaves processes behind.
+is killed too, so a step never leaves processes behind. (A process that leaves the group on
+purpose, with ``setsid``, is beyond this; see :mod:`runjournal.cli.engine.watchdog`.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from runjournal.cli.engine.workflow import Step
+from runjournal.journal.processes import GroupRecord
 
 STOP_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when stopping a command."""
@@ -52,11 +56,21 @@ def _signal_name(number: int) -> str:
 class Child:
     """A started command: its process group stays killable until the command is reaped."""
 
-    def __init__(self, unit: Unit, popen: subprocess.Popen[bytes], pumps: list[threading.Thread], log_fd: int) -> None:
+    def __init__(
+        self,
+        unit: Unit,
+        popen: subprocess.Popen[bytes],
+        pumps: list[threading.Thread],
+        log_fd: int,
+        on_exit: Callable[[], None] | None = None,
+    ) -> None:
         self.unit = unit
         self.popen = popen
         self.pumps = pumps
         self.log_fd = log_fd
+        self.on_exit = on_exit
+        self.record: GroupRecord | None = None
+        """The identity of the command's process group, as recorded in the journal."""
         self.timed_out = False
         self.stopped = False
         self._exited = False
@@ -100,6 +114,8 @@ class Child:
             self._exited = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        if self.on_exit is not None:
+            self.on_exit()  # before reaping: until then the group id cannot name anyone else
         for timer in self._timers:
             timer.cancel()
         for pump in self.pumps:
@@ -107,6 +123,57 @@ class Child:
         with contextlib.suppress(OSError):
             os.close(self.log_fd)
         return self.popen.wait()
+
+
+_GATE = 'IFS= read -r go && [ "$go" = go ] && exec "$@" </dev/null; exit 125'
+"""The shell a command starts in, holding it until the runner says ``go`` on its stdin (a pipe);
+then it execs the command (same pid, same group) with stdin from ``/dev/null``. End of file
+instead means the runner died first: the command never runs."""
+
+
+def spawn_gated(
+    argv: list[str], *, env: dict[str, str], out: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``argv`` in a new session, held at a gate; return it and the gate's fd (write ``go`` to release it).
+
+    So a command can be journaled as started, with its pid, before it runs: a runner killed
+    in between leaves a command that never ran, never one that ran unrecorded. Raises
+    OSError (FileNotFoundError, PermissionError) for a command that cannot be executed, as
+    starting it directly would.
+    """
+    check_runnable(argv[0], env.get("PATH", os.defpath))
+    gate_r, gate_w = os.pipe()
+    try:
+        popen = subprocess.Popen(  # noqa: S603 - running the user's own commands is the point
+            ["/bin/sh", "-c", _GATE, "runjournal-gate", *argv],
+            stdin=gate_r, stdout=out, stderr=out, env=env, start_new_session=True, close_fds=True,
+        )
+    except BaseException:
+        os.close(gate_w)
+        raise
+    finally:
+        os.close(gate_r)
+    return popen, gate_w
+
+
+def check_runnable(command: str, path: str) -> None:
+    """Raise what ``execvp`` would for ``command`` (not found, or not executable), before starting it."""
+    if "/" in command:
+        if not os.path.exists(command):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+        if os.path.isdir(command) or not os.access(command, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), command)
+        return
+    if shutil.which(command, path=path) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+
+
+def release(gate: int) -> None:
+    """Let a gated command run (and close the gate)."""
+    try:
+        os.write(gate, b"go\n")
+    finally:
+        os.close(gate)
 
 
 def pump(source: IO[bytes], log_fd: int, echo_to: IO[str]) -> threading.Thread:

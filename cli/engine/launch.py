@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 
-from runjournal.cli.engine.runner import SkipPlan
+from runjournal.cli.engine.skips import SkipPlan
 from runjournal.cli.engine.workflow import Workflow, workflow_from_data
 from runjournal.journal.errors import JournalError
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.run import Run, start_run
-from runjournal.journal.status import NOT_LIVE
+from runjournal.journal.status import NOT_LIVE, UNREADABLE
 from runjournal.journal.store import Store
 from runjournal.projections.history import HistoryRow, history_rows
 
@@ -91,5 +91,12 @@ def live_runs(store: Store, workflow: str) -> Iterator[HistoryRow]:
     Read through the history index, so finished runs cost nothing however many there are.
     """
     for row in history_rows(store, HistoryQuery(workflow=workflow)):
-        if row.status not in NOT_LIVE:
-            yield row
+        if row.status not in NOT_LIVE or row.status == UNREADABLE and _locked(store, row.summary.run_id):
+            yield row  # a run that cannot be read but whose lock is held may well be running
+
+
+def _locked(store: Store, run_id: str) -> bool:
+    try:
+        return store.writer_alive(run_id)
+    except (JournalError, OSError):
+        return True  # cannot tell: refuse rather than start beside it

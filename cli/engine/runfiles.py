@@ -5,7 +5,8 @@ whatever store holds the events. Step output lives under ``logs/<run_id>/``: ``<
 ``<step>.d/<item>.log`` for each item of a fan-out step (stdout and stderr together, in the
 order they were written). Names are made safe for a file system (see :func:`safe_name`);
 file names end in ``.log`` and item directories in ``.d`` so the two can never collide.
-The detached supervisor's own output is ``supervisor.out``.
+The detached supervisor's own output is ``supervisor.out``; the step watchdog's (see
+:mod:`runjournal.cli.engine.watchdog`) is ``watchdog.out``.
 
 A cancel request is ``runs/<run_id>.cancel``: JSON ``{"by": ..., "reason": ...}`` written
 by ``runjournal cancel`` before it signals the writer, so the writer can record who asked
@@ -25,6 +26,7 @@ from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular
 from runjournal.journal.sidefiles import SideFiles
 
 SUPERVISOR_OUTPUT = "supervisor.out"
+WATCHDOG_OUTPUT = "watchdog.out"
 MAX_CANCEL_BYTES = 4096
 MAX_CANCEL_FIELD = 500
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")

@@ -3,8 +3,12 @@
 Every command runs in its own session and process group (``start_new_session``), with
 stdin from ``/dev/null`` and its output kept in the run's log directory (see
 :mod:`cli.runfiles`). Children never inherit the journal's fd (it is close-on-exec and
-``close_fds`` is on), so a child that outlives the runner never holds the run's lock and
-never makes a dead run look alive.
+``close_fds`` is on), so a child never holds the run's lock and never makes a dead run
+look alive. Each command starts held at a gate (:func:`cli.engine.children.spawn_gated`);
+its process group is handed to the run's step watchdog (:mod:`cli.engine.watchdog`), which
+stops every group still running if this process dies, and recorded in the ``step-progress``
+event that starts it; only then is it let run. So no step outlives its runner, and none runs
+unrecorded.
 
 A failing command fails its step; the items already in flight finish, no new ones start,
 and the run is recorded ``failed``. A step ``timeout`` applies to each command the step
@@ -25,7 +29,8 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from runjournal.cli.engine.children import (
@@ -36,16 +41,31 @@ from runjournal.cli.engine.children import (
     Unit,
     exit_code_of,
     pump,
+    release,
+    spawn_gated,
 )
-from runjournal.cli.engine.runfiles import clear_cancel_request, ensure_log_dir, open_unit_log, read_cancel_request
+from runjournal.cli.engine.runfiles import (
+    WATCHDOG_OUTPUT,
+    clear_cancel_request,
+    ensure_log_dir,
+    open_unit_log,
+    read_cancel_request,
+)
+from runjournal.cli.engine.skips import SKIP_PREFIX as _SKIP_PREFIX
+from runjournal.cli.engine.skips import SkipPlan
+from runjournal.cli.engine.watchdog import Watchdog
 from runjournal.cli.engine.workflow import Step, Workflow
-from runjournal.journal.events import Event, FailReason
+from runjournal.journal.errors import JournalError, WriterClosedError
+from runjournal.journal.events import Event, FailReason, StepProcess
+from runjournal.journal.processes import GroupRecord, group_record
 from runjournal.journal.run import Run
 from runjournal.journal.store import Store
-from runjournal.projections.state import RunState
+
+ABORT_GRACE = 0.5
+"""Seconds between SIGTERM and SIGKILL for the steps of a run whose journal refuses this writer:
+others may soon record the run abandoned and start it again, so its steps must be gone by then."""
 
 _SIGNAL_REASONS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "terminal closed"}
-_SKIP_PREFIX = "succeeded in run "
 
 EventSink = Callable[[Event], None]
 
@@ -74,49 +94,16 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class SkipPlan:
-    """What a ``rerun --unfinished`` skips: step name (or step, item) -> the run it succeeded in."""
-
-    steps: dict[str, str] = field(default_factory=dict)
-    items: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def to_data(self) -> dict[str, Any]:
-        """Plain data for :meth:`from_data`."""
-        return {"steps": self.steps, "items": self.items}
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> SkipPlan:
-        """Rebuild from :meth:`to_data`."""
-        return cls(dict(data.get("steps", {})), {k: dict(v) for k, v in data.get("items", {}).items()})
-
-
-def skip_plan_from(state: RunState) -> SkipPlan:
-    """The steps and items that succeeded in the run ``state`` (or were skipped there for that reason)."""
-    run_id = state.run_id or "?"
-    steps: dict[str, str] = {}
-    items: dict[str, dict[str, str]] = {}
-    for step in state.steps.values():
-        origin = _succeeded_in(step.state, step.message, run_id)
-        if origin is not None:
-            steps[step.name] = origin
-        done = {i.name: o for i in step.items.values() if (o := _succeeded_in(i.state, i.message, run_id))}
-        if done:
-            items[step.name] = done
-    return SkipPlan(steps, items)
-
-
-def _succeeded_in(state: str, message: str | None, run_id: str) -> str | None:
-    if state == "succeeded":
-        return run_id
-    if state == "skipped" and message and message.startswith(_SKIP_PREFIX):
-        return message[len(_SKIP_PREFIX):].strip() or None
-    return None
-
-
-@dataclass(frozen=True, slots=True)
 class _Stop:
     signame: str
     force: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Abort:
+    """The journal refuses this writer for good (heartbeat thread): stop the steps and fail."""
+
+    error: JournalError
 
 
 class Runner:
@@ -141,9 +128,11 @@ class Runner:
         self.inputs = inputs or {}
         self.grace = grace
         self.stop_requested: str | None = None
-        self._inbox: queue.SimpleQueue[UnitResult | _Stop] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[UnitResult | _Stop | _Abort] = queue.SimpleQueue()
+        self._abort: JournalError | None = None
         self._live: dict[Unit, Child] = {}
         self._run: Run | None = None
+        self._watchdog: Watchdog | None = None
 
     def request_stop(self, signame: str) -> None:
         """Ask the run to stop (safe to call from a signal handler: it only sets a flag and queues)."""
@@ -157,7 +146,8 @@ class Runner:
         self.log_dir = ensure_log_dir(self.store.side_files, run.run_id)
         if self.on_event is not None:
             self.on_event(run.started)
-        run.start_heartbeats(self.workflow.heartbeat_interval)
+        self._watchdog = _start_watchdog(self.log_dir)
+        run.start_heartbeats(self.workflow.heartbeat_interval, on_failure=self._heartbeat_failed)
         try:
             for step in self.workflow.steps:
                 if self.stop_requested:
@@ -172,6 +162,14 @@ class Runner:
         finally:
             for child in self._live.values():
                 child.signal(signal.SIGKILL)
+            if self._watchdog is not None:
+                self._watchdog.close()
+
+    def _heartbeat_failed(self, error: JournalError) -> None:
+        """Called from the heartbeat thread; the run's writer is refused for good: abort the run."""
+        print(f"runjournal: warning: run {self.run.run_id}: heartbeat failed: {error}", file=sys.stderr, flush=True)
+        if isinstance(error, WriterClosedError):
+            self._inbox.put(_Abort(error))
 
     def _emit(self, append: Callable[..., Event], *args: Any, **fields: Any) -> Event:
         event = append(*args, **fields)
@@ -210,8 +208,9 @@ class Runner:
                        message=_SKIP_PREFIX + done_before[item])
 
     def _run_single(self, step: Step) -> UnitResult | None:
-        self._emit(self.run.step_started, step.name)
         _, results = self._run_units(step, [Unit(step)], 0, None)
+        if not results:  # stopped before its command started
+            self._emit(self.run.step_started, step.name)
         result = results[0] if results else UnitResult(Unit(step), 130, "stopped: run cancelled")
         if result.ok:
             self._emit(self.run.step_succeeded, step.name, exit_code=0)
@@ -245,48 +244,74 @@ class Runner:
         """Run ``units`` at most ``step.concurrency`` at a time; stop starting new ones after a failure or stop."""
         pending, results, running = deque(units), [], 0
         while pending or running:
-            while pending and running < step.concurrency and not self.stop_requested and all(r.ok for r in results):
+            while pending and running < step.concurrency and self._may_start() and all(r.ok for r in results):
                 self._start(pending.popleft(), done, total)
                 running += 1
             if running == 0:
                 break
             message = self._inbox.get()
+            if isinstance(message, _Abort):
+                self._abort = self._abort or message.error
+                self._stop_children(force=False, grace=ABORT_GRACE)
+                continue
             if isinstance(message, _Stop):
                 self._stop_children(message.force)
                 continue
+            if self._abort is not None:
+                running -= 1
+                self._live.pop(message.unit, None)
+                continue  # the journal refuses us: nothing more can be recorded
             running -= 1
             self._live.pop(message.unit, None)
             results.append(message)
             if total is not None:
                 done += 1
                 self._record_item(message, done, total)
+        if self._abort is not None:
+            raise self._abort
         return done, results
+
+    def _may_start(self) -> bool:
+        return not self.stop_requested and self._abort is None
 
     def _record_item(self, result: UnitResult, done: int, total: int) -> None:
         state = "succeeded" if result.ok else "failed"
         self._emit(self.run.item_ended, result.unit.step.name, result.unit.item or "", state, done=done, total=total,
                    exit_code=result.exit_code, message=result.message)
 
-    def _stop_children(self, force: bool) -> None:
+    def _stop_children(self, force: bool, grace: float | None = None) -> None:
         for child in self._live.values():
             if force:
                 child.signal(signal.SIGKILL)
             else:
-                child.stop(self.grace)
+                child.stop(self.grace if grace is None else grace)
 
     def _start(self, unit: Unit, done: int, total: int | None) -> None:
-        if unit.item is not None and total is not None:
-            self._emit(self.run.item_started, unit.step.name, unit.item, done=done, total=total)
+        """Start the unit's command at its gate, record it started with its process group, then let it run."""
         try:
-            child = self._spawn(unit)
+            child, gate = self._spawn(unit)
         except OSError as exc:
+            self._record_started(unit, done, total, None)
             code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
             self._inbox.put(UnitResult(unit, code, f"cannot start {unit.step.command(unit.item)[0]!r}: {exc.strerror}"))
             return
         self._live[unit] = child
+        threading.Thread(target=self._wait, args=(child,), name=f"wait-{child.popen.pid}", daemon=True).start()
+        try:
+            self._record_started(unit, done, total, child.record)
+        except BaseException:
+            os.close(gate)  # never recorded as started: it must not run
+            raise
+        release(gate)
         if unit.step.timeout is not None:
             child.after(unit.step.timeout, lambda: child.expire(self.grace))
-        threading.Thread(target=self._wait, args=(child,), name=f"wait-{child.popen.pid}", daemon=True).start()
+
+    def _record_started(self, unit: Unit, done: int, total: int | None, record: GroupRecord | None) -> None:
+        process = StepProcess(**record.to_data()) if record is not None else None
+        if unit.item is not None and total is not None:
+            self._emit(self.run.item_started, unit.step.name, unit.item, done=done, total=total, process=process)
+        else:
+            self._emit(self.run.step_started, unit.step.name, process=process)
 
     def _wait(self, child: Child) -> None:
         code, message = exit_code_of(child.wait())
@@ -296,21 +321,24 @@ class Runner:
             message = f"stopped: run cancelled ({message})"
         self._inbox.put(UnitResult(child.unit, code, message, child.timed_out))
 
-    def _spawn(self, unit: Unit) -> Child:
+    def _spawn(self, unit: Unit) -> tuple[Child, int]:
         log_fd = open_unit_log(self.log_dir, unit.step.name, unit.item)
         out: int = subprocess.PIPE if self.echo else log_fd
         try:
-            popen = subprocess.Popen(  # noqa: S603 - running the user's own commands is the point
-                unit.step.command(unit.item), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env=self._env(unit), start_new_session=True, close_fds=True,
-            )
+            popen, gate = spawn_gated(unit.step.command(unit.item), env=self._env(unit), out=out)
         except BaseException:
             os.close(log_fd)
             raise
+        record = group_record(popen.pid)
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.watch(record, popen.pid)
         pumps = []
         if popen.stdout is not None and popen.stderr is not None:
             pumps = [pump(popen.stdout, log_fd, sys.stdout), pump(popen.stderr, log_fd, sys.stderr)]
-        return Child(unit, popen, pumps, log_fd)
+        child = Child(unit, popen, pumps, log_fd, None if watchdog is None else lambda: watchdog.release(popen.pid))
+        child.record = record
+        return child, gate
 
     def _env(self, unit: Unit) -> dict[str, str]:
         env = dict(os.environ)
@@ -346,6 +374,16 @@ def input_variables(inputs: dict[str, str]) -> dict[str, str]:
     for key, value in inputs.items():
         env[f"RUNJOURNAL_INPUT_{key.upper()}"] = value
     return env
+
+
+def _start_watchdog(log_dir: Path) -> Watchdog | None:
+    """The run's step watchdog; without one (it could not start) the run goes on, with a warning."""
+    try:
+        return Watchdog.start(log_dir / WATCHDOG_OUTPUT)
+    except OSError as exc:
+        print(f"runjournal: warning: cannot start the step watchdog ({exc.strerror or exc}); "
+              "steps would outlive this process if it died", file=sys.stderr)
+        return None
 
 
 def _step_failure_message(failure: UnitResult) -> str | None:

@@ -24,6 +24,7 @@ from runjournal.cli.rendering.views import (
     unit_status,
 )
 from runjournal.journal.events import Event, StepProgress
+from runjournal.projections.leftovers import describe, unit_label
 from runjournal.projections.reconcile import CurrentState
 from runjournal.projections.state import RunState
 
@@ -143,11 +144,37 @@ def event_detail(event: Event, raw: bool) -> str:
         text = ", ".join(p for p in parts if p)
         return text + (f": {c(event.message)}" if event.message else "")
     if event.type == "cancelled":
-        return f"by {c(event.by)}" + (f": {c(event.reason)}" if event.reason else "")
+        text = f"by {c(event.by)}" + (f": {c(event.reason)}" if event.reason else "")
+        return text + (f" ({c(_stopped_summary(event.evidence))})" if event.evidence else "")
     if event.type == "abandoned":
         tail = f"; torn tail moved to {c(event.tail_quarantined.file)}" if event.tail_quarantined else ""
         return f"{event.reason.value} (checked by pid {event.checker.pid} on {c(event.checker.host)}){tail}"
     return c(getattr(event, "message", None))
+
+
+WORK_KEYS = frozenset({"work", "escaped", "still_running", "environ_unreadable"})
+"""Evidence keys about the run's processes, which ``show`` puts in words (:func:`work_lines`)."""
+
+
+def work_lines(evidence: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(label, text)`` lines saying what was found of each in-flight unit's processes, and of escapees."""
+    lines = [f"{unit_label(w.get('step'), w.get('item'))}: {describe(w)}"
+             for w in evidence.get("work") or [] if isinstance(w, dict)]
+    lines += [f"pid {p.get('pid')} ({unit_label(p.get('step'), p.get('item'))}) left its process group "
+              "and was still running" for p in evidence.get("escaped") or [] if isinstance(p, dict)]
+    if evidence.get("still_running"):
+        lines.append("processes of this run were still running when this was recorded")
+    for index, line in enumerate(lines):
+        yield ("work" if index == 0 else ""), line
+
+
+def _stopped_summary(evidence: dict[str, Any]) -> str:
+    works = [w for w in evidence.get("work") or [] if isinstance(w, dict)]
+    killed = sum(1 for w in works if w.get("outcome") == "killed")
+    text = f"stopped {killed} of {len(works)} unit(s) in flight" if works else "nothing was in flight"
+    if evidence.get("still_running"):
+        text += "; some processes still running"
+    return text
 
 
 def _progress_detail(event: StepProgress, c: Callable[[object], str]) -> str:
@@ -155,6 +182,8 @@ def _progress_detail(event: StepProgress, c: Callable[[object], str]) -> str:
         text = f"{c(event.step)}[{c(event.item)}] {event.item_state or event.state}"
     else:
         text = f"{c(event.step)} {event.state}"
+    if event.process is not None:
+        text += f" pid {event.process.pid}"
     if event.exit_code is not None:
         text += f" exit {event.exit_code}"
     if event.total is not None:

@@ -121,7 +121,10 @@ def liveness_text(current: CurrentState) -> str | None:
     """One line on the writer's liveness: the derived verdict, or the recorded ``abandoned`` evidence."""
     terminal = current.state.terminal
     if terminal is not None and terminal.type == "abandoned":
-        return Verdict("dead", terminal.reason, dict(terminal.evidence)).explain()
+        text = Verdict("dead", terminal.reason, dict(terminal.evidence)).explain()
+        if terminal.evidence.get("still_running"):
+            text += "; processes of the run were still running (see work)"
+        return text
     if current.derived is not None and not current.state.is_terminal:
         return f"{current.derived.liveness}: {current.derived.explain()}"
     return None

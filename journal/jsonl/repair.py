@@ -73,6 +73,10 @@ class JsonlLockedRun(LockedRun):
         event = self.writer.append(Abandoned, tail_quarantined=quarantined, **fields)
         return event  # type: ignore[return-value]
 
+    def _repair_tail(self) -> dict[str, Any] | None:
+        """Quarantine a torn tail before a canceller's append (:meth:`LockedRun.append_cancelled`)."""
+        return self._quarantine_tail().model_dump() if self.writer.torn_tail is not None else None
+
     def _earlier_quarantine(self) -> QuarantinedTail | None:
         """A quarantine file an interrupted reconciler left for the current end of the file."""
         offset = self.writer.cursor.offset

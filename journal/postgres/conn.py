@@ -5,6 +5,7 @@ psycopg is imported here, lazily: the JSONL store (the default) never needs it i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,9 +14,8 @@ from runjournal.journal.errors import RunExistsError, StoreUnavailableError
 from runjournal.journal.postgres.schema import (
     SCHEMA_LOCK_KEY,
     SCHEMA_SQL,
-    WRITER_CLIENT_KEEPALIVES,
-    WRITER_KEEPALIVE_OPTIONS,
     redact,
+    writer_tcp_settings,
 )
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -31,13 +31,26 @@ def _driver() -> Any:
     return psycopg
 
 
-def connect(url: str, *, application_name: str, ensure_schema: bool = False, writer: bool = False) -> Any:
-    """An autocommit connection to ``url``; a writer's carries TCP keepalives both ways."""
+def connect(
+    url: str,
+    *,
+    application_name: str,
+    ensure_schema: bool = False,
+    heartbeat_interval: float | None = None,
+    timeout: float = CONNECT_TIMEOUT_SECONDS,
+) -> Any:
+    """An autocommit connection to ``url``.
+
+    A writer's (``heartbeat_interval`` given) carries TCP keepalives and ``tcp_user_timeout``
+    both ways, set from that interval (:func:`~runjournal.journal.postgres.schema.writer_tcp_settings`).
+    ``timeout`` bounds the connection attempt (psycopg waits at least 2 s).
+    """
     psycopg = _driver()
-    options: dict[str, Any] = {"autocommit": True, "application_name": application_name}
-    options.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
-    if writer:
-        options |= WRITER_CLIENT_KEEPALIVES | {"options": WRITER_KEEPALIVE_OPTIONS}
+    options: dict[str, Any] = {"autocommit": True, "application_name": application_name,
+                               "connect_timeout": max(1, math.ceil(timeout))}
+    if heartbeat_interval is not None:
+        client, server = writer_tcp_settings(heartbeat_interval)
+        options |= client | {"options": server}
     try:
         conn = psycopg.connect(url, **options)
     except psycopg.Error as exc:

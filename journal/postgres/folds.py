@@ -70,6 +70,7 @@ class FoldCache:
     def _rows(self) -> Iterator[tuple[Any, ...]]:
         """The summary rows, newest first, from a cursor on a session of its own (the store's
         own session stays free for folding and saving while this one is open)."""
+        self.store.connection  # noqa: B018 - creates the tables on a new database (else: no rj_runs)
         conn = connect(self.store.url, application_name="runjournal history")
         try:
             with translate_errors(self.store.where), conn.transaction(), conn.cursor(name="rj_summaries") as cur:

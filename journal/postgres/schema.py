@@ -7,6 +7,7 @@ place. Nothing here imports psycopg.
 from __future__ import annotations
 
 import hashlib
+import math
 from urllib.parse import urlsplit, urlunsplit
 
 SCHEMA_VERSION = 1
@@ -57,14 +58,25 @@ NOTIFY_CHANNEL = "rj_events"
 SCHEMA_LOCK_KEY = 0x726A_0000_0000_0001
 """Advisory lock taken while creating the tables, so two first users do not race the DDL."""
 
-WRITER_KEEPALIVE_OPTIONS = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
-"""Server-side TCP keepalive for a writer's session: a writer whose host vanishes (power cut,
-partition) stops answering probes and the server closes its session, releasing the run's
-lock, about 25 s later (10 s idle + 3 probes 5 s apart). These settings only apply to TCP
-connections; a unix-socket peer's death is seen at once."""
+def writer_tcp_settings(heartbeat_interval: float) -> tuple[dict[str, int], str]:
+    """TCP settings for a writer's session, from its heartbeat interval: ``(client, server)``.
 
-WRITER_CLIENT_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-"""The same on the writer's side, so a writer cut off from the server notices too."""
+    The client's keepalives and ``tcp_user_timeout`` make a writer cut off from the server
+    notice within one heartbeat interval of sending (unacknowledged data times out) or about
+    two of silence (idle probes); the same settings on the server's side (``options``) make
+    the server drop a vanished writer's session, releasing the run's lock, as soon. Keepalive
+    times are whole seconds (at least 1); ``tcp_user_timeout`` is milliseconds (at least 500).
+    These apply to TCP only: a Unix-socket peer's death is seen at once.
+    """
+    idle = max(1, math.ceil(heartbeat_interval))
+    interval = max(1, math.ceil(heartbeat_interval / 2))
+    user_timeout = max(500, round(heartbeat_interval * 1000))
+    client = {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval, "keepalives_count": 2,
+              "tcp_user_timeout": user_timeout}
+    server = (f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} -c tcp_keepalives_count=2 "
+              f"-c tcp_user_timeout={user_timeout}")
+    return client, server
+
 
 FENCED_INSERT = """
 INSERT INTO rj_events (run_id, seq, type, line)

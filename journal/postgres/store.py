@@ -176,7 +176,8 @@ class PgStore(Store):
         """Take the run's lock in a new session, then insert the run and its ``started`` line."""
         validate_run_id(started.run_id)
         self.connection  # noqa: B018 - creates the tables on a new database
-        writer = PgRunWriter.connect(self, started.run_id, durability=durability, clock=clock)
+        writer = PgRunWriter.connect(self, started.run_id, durability=durability, clock=clock,
+                                     heartbeat_interval=started.heartbeat_interval)
         try:
             if not writer.try_lock():
                 raise RunExistsError(started.run_id)
