@@ -3,7 +3,7 @@
     .venv/bin/python docs/make_guide_picture.py          # needs Chromium (Debian: apt-get install chromium)
 
 The run is rebuilt with the Python API on a fixed clock (110 hosts, five at a time, about a
-second each; the writer killed after 90 with four in flight), recorded abandoned by
+second each; the writer killed after 90 with five in flight), recorded abandoned by
 reconciliation as `history` would, and its timeline SVG is screenshotted in headless
 Chromium. `--text` prints `show --timeline` for the same run instead.
 """
@@ -25,9 +25,9 @@ from runjournal.projections.reconcile import current_state
 from runjournal.projections.timeline import timeline
 
 OUT = Path(__file__).resolve().parent / "guide-timeline.png"
-T0 = datetime(2026, 11, 24, 9, 17, 31, 566589, tzinfo=UTC)
+T0 = datetime(2026, 11, 29, 20, 32, 2, 595434, tzinfo=UTC)
 HOSTS = [f"web-{n:03d}" for n in range(1, 111)]
-RUN_ID = "20261124T091731566589Z-6945"
+RUN_ID = "20261129T203202595434Z-a51d"
 
 
 class Clock:
@@ -42,7 +42,7 @@ class Clock:
 
 def item_events() -> list[tuple[float, str, str]]:
     """(seconds, host, 'start' | 'end') of the fan-out: five slots, the next host starting as one frees up,
-    each host taking about a second; cut off right after the 90th end (the writer's death)."""
+    each host taking about a second; cut off after the 90th end and the start it frees (the writer's death)."""
     slots = [0.05 + slot * 0.01 for slot in range(5)]  # when each slot is next free
     events = []
     for index, host in enumerate(HOSTS):
@@ -53,10 +53,12 @@ def item_events() -> list[tuple[float, str, str]]:
     events.sort()
     ended, cut = 0, []
     for event in events:
+        if ended == 90 and event[2] != "start":
+            break
         cut.append(event)
         ended += event[2] == "end"
-        if ended == 90:
-            break
+        if ended == 90 and event[2] == "start":
+            break  # the runner started the next host before it was killed: five in flight
     return cut
 
 
