@@ -8,6 +8,7 @@ flock(1) on an inherited file descriptor. CI has node and flock; without them th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -56,13 +57,17 @@ def test_a_finished_foreign_run_verifies_and_reads(journal_dir: Path) -> None:
     assert len(events) == lines and cli(journal_dir, "reconcile").returncode == 0
 
 
-def test_alive_is_never_abandoned_and_killed_is(journal_dir: Path) -> None:
-    """While the writer runs its lock is held and every read says running; after SIGKILL the run is abandoned."""
+@pytest.mark.parametrize("boot_id", ["stripped", "with-newline"])
+def test_alive_is_never_abandoned_and_killed_is(journal_dir: Path, boot_id: str) -> None:
+    """While the writer runs every read says running, whether or not it stripped the boot id; after SIGKILL it is abandoned."""
+    env = os.environ | {"WRITER_RAW_BOOT_ID": "1" if boot_id == "with-newline" else "0"}
     writer = subprocess.Popen(["node", str(WRITER), str(journal_dir), "node-run-2", "hold", "0.2"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, env=env)
     store = JsonlStore(journal_dir)
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        recorded = next(store.read("node-run-2").events()).writer.boot_id  # type: ignore[attr-defined]
+        assert recorded.endswith("\n") == (boot_id == "with-newline")
         assert store.writer_alive("node-run-2"), "the flock(1) lock on the inherited fd is not held"
         wait_for(lambda: sum(1 for e in store.read("node-run-2").events() if e.type == "heartbeat") >= 3,
                  "three heartbeats")
@@ -79,7 +84,7 @@ def test_alive_is_never_abandoned_and_killed_is(journal_dir: Path) -> None:
     assert (row["status"], row["reason"]) == ("abandoned", "originating-process-not-alive")
     evidence = cli_json(journal_dir, "show", "node-run-2")["evidence"]
     assert evidence["pid"] == writer.pid and evidence["pid_state"] == "gone" and evidence["lock"] == "free"
-    assert evidence["boot_id_recorded"] == evidence["boot_id_now"]
+    assert evidence["boot_id_recorded"].strip() == evidence["boot_id_now"].strip()
     assert cli(journal_dir, "verify").returncode == 0
 
 

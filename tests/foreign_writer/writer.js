@@ -3,6 +3,9 @@
 //   node writer.js ROOT RUN_ID finish         a whole run: a step, then a fan-out whose third item is killed: failed
 //   node writer.js ROOT RUN_ID hold [SECS]    start a run, print "ready", then heartbeat every SECS until killed
 //
+// With WRITER_RAW_BOOT_ID=1 the boot id is written as the file gives it, trailing newline
+// included (a writer that did not strip it): readers compare boot ids normalised.
+//
 // Node has no flock(2): as docs/format.md section 10 says for such runtimes, the lock is taken
 // by util-linux flock(1) on the file descriptor we pass it. The lock belongs to the open file
 // description, which this process keeps open, so it lasts until we exit or die.
@@ -29,6 +32,11 @@ function startTicks() {
   const stat = fs.readFileSync("/proc/self/stat", "utf8");
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // field 3 onwards
   return Number(rest[19]); // field 22
+}
+
+function rawBootId() {
+  const text = fs.readFileSync("/proc/sys/kernel/random/boot_id", "ascii");
+  return process.env.WRITER_RAW_BOOT_ID === "1" ? text : text.trim();
 }
 
 function lockExclusive(fd) {
@@ -62,7 +70,7 @@ append("started", {
   inputs: { version: "1.4.2" },
   writer: {
     host: os.hostname(),
-    boot_id: fs.readFileSync("/proc/sys/kernel/random/boot_id", "ascii").trim(),
+    boot_id: rawBootId(),
     pid: process.pid,
     start_ticks: startTicks(),
     argv: process.argv,
