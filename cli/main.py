@@ -47,6 +47,9 @@ COMMANDS: dict[str, str] = {
 }
 """Command name -> ``module:attribute`` of its click command."""
 
+READ_COMMANDS = frozenset({"cancel", "export", "follow", "history", "logs", "reconcile", "replay", "show", "verify"})
+"""Commands that only work on runs that exist: a journal directory named explicitly must exist for them."""
+
 
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command runs (or help lists it)."""
@@ -83,6 +86,10 @@ class LazyGroup(click.Group):
             raise JournalClickError(f"{where}{exc.strerror or exc}", ExitCode.JOURNAL) from None
         except KeyboardInterrupt:
             raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+        except MemoryError:
+            # A configured memory limit (ulimit -v, a cgroup) was hit: say so in one line.
+            raise JournalClickError("out of memory (a memory limit was reached); nothing was lost, "
+                                    "retry with more memory", ExitCode.JOURNAL) from None
 
 
 def one_line_usage_error(exc: click.UsageError) -> click.ClickException:
@@ -130,6 +137,8 @@ def cli(ctx: click.Context, root: Path | None, store: str | None) -> None:
       runjournal show 2026                     one run by id or unique prefix
     """
     ctx.obj = Target(root if root is not None else default_root(), store)
+    if (root is not None or store is not None) and ctx.invoked_subcommand in READ_COMMANDS:
+        ctx.obj.require_existing()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         # The reader of our stdout went away (`runjournal history | head`): not an error.
         sys.stderr.close()
         sys.exit(0)
+    except MemoryError:
+        # Hit outside a command (importing one, say): still one line, never a traceback.
+        sys.stderr.write("runjournal: error: out of memory (a memory limit was reached); nothing was lost\n")
+        sys.exit(ExitCode.JOURNAL)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,14 @@ class Target:
         from runjournal.journal.stores import open_store  # the store classes only when a command needs one
 
         return open_store(self.store if self.store else self.root, local_root=self.root)
+
+    def require_existing(self) -> None:
+        """Refuse (exit 2, one line) a journal directory that does not exist: reading it would say "no runs"."""
+        from runjournal.journal.stores import directory_of
+
+        directory = directory_of(self.store if self.store else self.root)
+        if directory is not None and not directory.is_dir():
+            from runjournal.cli.errors import UserError
+
+            what = "is not a directory" if directory.exists() else "does not exist"
+            raise UserError(f"journal directory {directory} {what} (check --root, --store or RUNJOURNAL_ROOT)")

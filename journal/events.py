@@ -136,10 +136,15 @@ class WriterIdentity(_Model):
 
 
 class PlannedStep(_Model):
-    """A step as planned when the run started; ``items`` for a fan-out step."""
+    """A step as planned when the run started; ``items`` for a fan-out step.
+
+    ``item_count`` (``started`` v3) is set when the items were too many for the ``started``
+    line: ``items`` is then empty and the names follow in ``items-planned`` events.
+    """
 
     name: str
     items: list[str] | None = None
+    item_count: NonNegative | None = None
 
 
 class CheckerIdentity(_Model):
@@ -170,10 +175,11 @@ class _Envelope(_Model):
 class Started(_Envelope):
     """The first event of every run: what runs, and who writes it.
 
-    Version 2 added ``writer.pid_ns``, the writer's pid namespace.
+    Version 2 added ``writer.pid_ns``, the writer's pid namespace; version 3 added ``item_count``
+    to the planned steps.
     """
 
-    v: Annotated[int, Field(ge=1)] = 2
+    v: Annotated[int, Field(ge=1)] = 3
     type: Literal["started"] = "started"
     workflow: str
     steps: list[PlannedStep]
@@ -216,6 +222,18 @@ class StepProgress(_Envelope):
     exit_code: int | None = None
     message: str | None = None
     process: StepProcess | None = None
+
+
+class ItemsPlanned(_Envelope):
+    """More planned items of a fan-out step whose items did not fit in the ``started`` line.
+
+    Written by the run's writer right after ``started``, before any step runs; the step's
+    ``item_count`` in ``started`` says how many items all of them list together.
+    """
+
+    type: Literal["items-planned"] = "items-planned"
+    step: str
+    items: list[str]
 
 
 class Heartbeat(_Envelope):
@@ -270,7 +288,7 @@ class Abandoned(_Envelope):
 
 
 Event = Annotated[
-    Started | StepProgress | Heartbeat | Succeeded | Failed | Cancelled | Abandoned,
+    Started | ItemsPlanned | StepProgress | Heartbeat | Succeeded | Failed | Cancelled | Abandoned,
     Field(discriminator="type"),
 ]
 """Any journal event."""
@@ -279,7 +297,7 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     model.model_fields["type"].default: model
-    for model in (Started, StepProgress, Heartbeat, Succeeded, Failed, Cancelled, Abandoned)
+    for model in (Started, ItemsPlanned, StepProgress, Heartbeat, Succeeded, Failed, Cancelled, Abandoned)
 }
 """Event type tag -> model."""
 

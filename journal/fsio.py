@@ -52,14 +52,18 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def check_dir(path: Path) -> None:
-    """Raise :class:`UnsafePathError` if ``path`` is a symlink, not a directory, or writable by others."""
+def check_dir(path: Path, also_owner: int | None = None) -> None:
+    """Raise :class:`UnsafePathError` if ``path`` is a symlink, not a directory, or writable by others.
+
+    It must be owned by this process's user, or by ``also_owner`` (a reader of another
+    user's journal passes that user's uid).
+    """
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise UnsafePathError(f"{path} is a symlink; refusing to use it as a journal directory")
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafePathError(f"{path} is not a directory")
-    if info.st_uid != os.geteuid():
+    if info.st_uid not in (os.geteuid(), also_owner):
         raise UnsafePathError(f"{path} is owned by uid {info.st_uid}, not by you (uid {os.geteuid()})")
     if info.st_mode & 0o022:
         raise UnsafePathError(

@@ -8,6 +8,7 @@ import sys
 
 from runjournal.journal import __version__
 from runjournal.journal.events import CheckerIdentity, WriterIdentity
+from runjournal.journal.limits import clip_argv, encodable
 from runjournal.journal.procfacts import boot_id, host_name, own_pid, own_start_ticks, pid_namespace
 
 
@@ -21,15 +22,16 @@ def current_user() -> str:
 
 def writer_identity(argv: list[str] | None = None) -> WriterIdentity:
     """Describe this process as a run's writer: pid, start ticks and pid namespace all read
-    through ``/proc/self``, so they agree even inside a pid namespace sharing the host's ``/proc``."""
+    through ``/proc/self``, so they agree even inside a pid namespace sharing the host's ``/proc``.
+    A long argv is clipped (:func:`~runjournal.journal.limits.clip_argv`)."""
     return WriterIdentity(
-        host=host_name(),
+        host=encodable(host_name()),
         boot_id=boot_id(),
         pid=own_pid(),
         start_ticks=own_start_ticks(),
         pid_ns=pid_namespace("self"),
-        argv=list(sys.argv if argv is None else argv),
-        user=current_user(),
+        argv=clip_argv(list(sys.argv if argv is None else argv)),
+        user=encodable(current_user()),
         tool_version=__version__,
     )
 

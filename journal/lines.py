@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from runjournal.journal.codec import MAX_LINE_BYTES
 
 CHUNK_BYTES = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
-    """One newline-terminated line; ``data`` excludes the newline."""
+class RawLine(NamedTuple):
+    """One newline-terminated line; ``data`` excludes the newline (a named tuple: one per line read)."""
 
     line_no: int
     offset: int

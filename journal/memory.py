@@ -177,8 +177,8 @@ class MemoryStore(Store):
     # -- repair -----------------------------------------------------------------------
 
     @contextmanager
-    def locked_run(self, run_id: str) -> Iterator[LockedRun]:
-        """Own the run for the ``with`` block (RunLockedError while its writer is open)."""
+    def locked_run(self, run_id: str, resume: Cursor | None = None) -> Iterator[LockedRun]:
+        """Own the run for the ``with`` block (RunLockedError while its writer is open); ``resume`` is not needed."""
         writer = self.open_writer(run_id)
         try:
             yield MemoryLockedRun(writer)
@@ -311,8 +311,8 @@ class MemoryLockedRun(LockedRun):
 
     writer: MemoryRunWriter
 
-    def _records(self) -> Iterator[Record]:
-        return iter(MemoryRunReader(self.writer.store, self.writer.run_id, None))
+    def _records(self, after: Cursor | None = None) -> Iterator[Record]:
+        return iter(MemoryRunReader(self.writer.store, self.writer.run_id, after))
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Append ``abandoned`` (``fields``: all but the envelope); refuse a terminal or empty run."""

@@ -21,6 +21,7 @@ from runjournal.journal.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from runjournal.journal.events import Event
+    from runjournal.journal.records import Cursor
 
 Progress = Callable[[int, int], None]
 """``progress(position, total)``: called before a run is folded (never for a reused summary)."""
@@ -132,3 +133,8 @@ class Projector(Protocol):
 
     def load(self, data: Any) -> Any:
         """The state :meth:`dump` made ``data`` from."""
+
+    def handed_over(self, run_id: str, state: Any, cursor: Cursor) -> None:
+        """A store that just folded an unfinished run may hand the state (now the projector's) and the
+        cursor it stopped at over here, so the caller need not read the run again (optional: a
+        store may never call it, a projector may drop what it gets)."""

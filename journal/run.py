@@ -31,6 +31,7 @@ from runjournal.journal.events import (
     Failed,
     FailReason,
     Heartbeat,
+    ItemsPlanned,
     PlannedStep,
     Started,
     StepProcess,
@@ -41,6 +42,8 @@ from runjournal.journal.events import (
 )
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.ids import new_run_id
+from runjournal.journal.limits import MAX_HEARTBEAT_INTERVAL, check_seconds, clip_text
+from runjournal.journal.plan import PlanSplit, check_names, clip_inputs, split_plan
 from runjournal.journal.status import TERMINAL_TYPES
 from runjournal.journal.store import Clock, Durability, RunWriter, Store, utc_now
 from runjournal.journal.stores import open_store
@@ -52,10 +55,13 @@ DEFAULT_HEARTBEAT_INTERVAL = 30.0
 class Run:
     """A run this process writes. Every method appends one event and returns it."""
 
-    def __init__(self, writer: RunWriter, started: Started) -> None:
+    def __init__(self, writer: RunWriter, started: Started, planned: list[ItemsPlanned] | None = None) -> None:
         self.writer = writer
         self.started = started
+        self.planned: list[ItemsPlanned] = planned or []
+        """The ``items-planned`` events written right after ``started`` (a plan too long for one line)."""
         self.ended_with: str | None = None
+        self._append_lock = threading.Lock()
         self._stop_beats = threading.Event()
         self._beats: threading.Thread | None = None
         self.heartbeat_failure: JournalError | None = None
@@ -73,7 +79,9 @@ class Run:
         return self.writer.location
 
     def progress(self, step: str, state: StepState, **fields: Any) -> Event:
-        """Append a ``step-progress`` event (the general form of the helpers below)."""
+        """Append a ``step-progress`` event (the general form of the helpers below); a long message is clipped."""
+        if fields.get("message") is not None:
+            fields["message"] = clip_text(fields["message"])
         return self._append(StepProgress, step=step, state=state, **fields)
 
     def step_started(
@@ -110,7 +118,7 @@ class Run:
 
     def succeed(self, message: str | None = None) -> Event:
         """End the run as succeeded."""
-        return self._append(Succeeded, message=message)
+        return self._append(Succeeded, message=_clipped(message))
 
     def fail(
         self,
@@ -121,31 +129,36 @@ class Run:
         message: str | None = None,
     ) -> Event:
         """End the run as failed."""
-        return self._append(Failed, reason=reason, step=step, exit_code=exit_code, message=message)
+        return self._append(Failed, reason=reason, step=step, exit_code=exit_code, message=_clipped(message))
 
     def cancel(self, by: str, reason: str | None = None) -> Event:
         """End the run as cancelled (``by`` says who asked)."""
-        return self._append(Cancelled, by=by, reason=reason)
+        return self._append(Cancelled, by=clip_text(by), reason=_clipped(reason))
 
     def _append(self, event_cls: type[Any], **fields: Any) -> Event:
-        if self.ended_with is not None:
-            raise WriterClosedError(f"run {self.run_id} already ended ({self.ended_with})")
-        event = self.writer.append(event_cls, **fields)
-        if event.type in TERMINAL_TYPES:
-            self.ended_with = event.type
-        return event
+        # One lock around the check and the append: a heartbeat racing the terminal event
+        # either lands before it or is refused, never after it.
+        with self._append_lock:
+            if self.ended_with is not None:
+                raise WriterClosedError(f"run {self.run_id} already ended ({self.ended_with})")
+            event = self.writer.append(event_cls, **fields)
+            if event.type in TERMINAL_TYPES:
+                self.ended_with = event.type
+            return event
 
     def start_heartbeats(
         self, interval: float | None = None, *, on_failure: Callable[[JournalError], None] | None = None
     ) -> None:
         """Heartbeat from a daemon thread every ``interval`` seconds until the run ends.
 
+        ``interval`` must be within the documented range (:mod:`runjournal.journal.limits`).
         A heartbeat that cannot be written is never swallowed: it is kept in
         :attr:`heartbeat_failure` and reported, to ``on_failure`` if given, else as one
         warning line on stderr (and a line when heartbeats resume). A writer that refuses
         for good (closed, fenced, after a failed fsync) ends the loop.
         """
-        every = interval or self.started.heartbeat_interval
+        every = check_seconds(interval or self.started.heartbeat_interval, "heartbeat interval",
+                              MAX_HEARTBEAT_INTERVAL)
         self._on_beat_failure = on_failure or self._warn
         self._beats = threading.Thread(target=self._beat_loop, args=(every,), name="runjournal-heartbeat", daemon=True)
         self._beats.start()
@@ -222,18 +235,42 @@ def start_run(
     ``identity`` overrides the writer identity recorded (importers, tests); by default it
     describes this process. ``started_fields`` are further ``started`` fields
     (``workflow_file``, ``workflow_digest``, ``rerun_of``).
+
+    Long values are kept within the line cap (:mod:`runjournal.journal.limits`): string
+    inputs are clipped, and a plan whose items do not fit in the ``started`` line is
+    recorded in ``items-planned`` events right after it (:attr:`Run.planned`). A name, an
+    interval or a value that cannot be kept raises a :class:`JournalError` before anything
+    is written.
     """
     target = store if store is not None else open_store(root)
     planned = [s if isinstance(s, PlannedStep) else PlannedStep(name=s) for s in steps]
+    check_names(workflow, planned)
     started = Started(
         run_id=run_id or new_run_id(clock()),
         seq=0,
         ts=clock(),
         workflow=workflow,
         steps=planned,
-        inputs=inputs or {},
+        inputs=clip_inputs(inputs or {}),
         writer=identity or writer_identity(),
-        heartbeat_interval=heartbeat_interval,
+        heartbeat_interval=check_seconds(heartbeat_interval, "heartbeat interval", MAX_HEARTBEAT_INTERVAL),
         **started_fields,
     )
-    return Run(target.create(started, durability=durability, clock=clock), started)
+    split = split_plan(started)
+    run = Run(target.create(split.started, durability=durability, clock=clock), split.started)
+    _record_plan(run, split)
+    return run
+
+
+def _record_plan(run: Run, split: PlanSplit) -> None:
+    """Append the ``items-planned`` events of a plan too long for ``started`` (before any step runs)."""
+    try:
+        for step, items in split.chunks:
+            run.planned.append(run.writer.append(ItemsPlanned, step=step, items=items))  # type: ignore[arg-type]
+    except BaseException:
+        run.writer.close()  # the run is left without a terminal; reconciliation records it abandoned
+        raise
+
+
+def _clipped(text: str | None) -> str | None:
+    return None if text is None else clip_text(text)

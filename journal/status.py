@@ -8,7 +8,8 @@ stores and the CLI all use the same words without pulling in the event models.
 * The *recorded* statuses (:data:`RUN_STATUSES`) are what a fold of the journal gives.
 * The *display* statuses add what a reader concludes without writing it down:
   :data:`DERIVED_ABANDONED` (the writer is gone, but the journal could not or may not be
-  written) and :data:`UNREADABLE` (the journal could not be read to its end).
+  written), :data:`DAMAGED` (a bad line after a verified prefix: the prefix is shown) and
+  :data:`UNREADABLE` (nothing of the journal could be read).
 * :class:`ExitCode` is the stable exit code of every command, and
   :data:`STATUS_EXIT_CODES` the code of a command whose exit mirrors a run.
 """
@@ -20,6 +21,7 @@ from typing import Final, Literal
 
 EVENT_STATUS: Final[dict[str, str | None]] = {
     "started": "running",
+    "items-planned": None,
     "step-progress": None,
     "heartbeat": None,
     "succeeded": "succeeded",
@@ -44,16 +46,29 @@ DERIVED_ABANDONED: Final = "abandoned?"
 """Display status of a run whose writer is gone, not recorded (a read-only journal, or ``--no-reconcile``)."""
 
 UNREADABLE: Final = "unreadable"
-"""Display status of a run whose journal could not be read (the error says where and why)."""
+"""Display status of a run of which nothing could be read (the error says where and why)."""
 
-DisplayStatus = Literal["empty", "running", "succeeded", "failed", "cancelled", "abandoned", "abandoned?", "unreadable"]
+DAMAGED: Final = "damaged"
+"""Display status of a run with a bad line after a verified prefix: the state shown is the
+prefix's, and the error names the first bad line (file, line, byte offset, reason)."""
+
+DisplayStatus = Literal[
+    "empty", "running", "succeeded", "failed", "cancelled", "abandoned", "abandoned?", "damaged", "unreadable"
+]
 """Every status a command can show."""
 
-LISTED_STATUSES: Final = ("running", "succeeded", "failed", "cancelled", "abandoned")
+LISTED_STATUSES: Final = ("running", "succeeded", "failed", "cancelled", "abandoned", "damaged", "unreadable")
 """The statuses ``history --status`` filters on (``abandoned`` also matches ``abandoned?``)."""
 
-NOT_LIVE: Final = frozenset(TERMINAL_STATUSES | {DERIVED_ABANDONED, UNREADABLE})
-"""Display statuses of runs that cannot be running: over, dead but not recordable, or unreadable."""
+NOT_LIVE: Final = frozenset(TERMINAL_STATUSES | {DERIVED_ABANDONED})
+"""Display statuses of runs that cannot be running: over, or dead but not recordable.
+
+``damaged`` and ``unreadable`` are not in it: a run that cannot be read to its end may
+still have a writer at work, so the one-run-per-workflow guard asks its lock.
+"""
+
+UNTRUSTED: Final = frozenset({DAMAGED, UNREADABLE})
+"""Display statuses of runs whose journal has a bad line (commands exit 3 for them)."""
 
 
 class ExitCode(enum.IntEnum):

@@ -162,13 +162,17 @@ class LockedRun(ABC):
         return None
 
     @abstractmethod
-    def _records(self) -> Iterator[Record]:
-        """The run's records, read through the lock holder's own handle."""
+    def _records(self, after: Cursor | None = None) -> Iterator[Record]:
+        """The run's records (after ``after``, if given), read through the lock holder's own handle."""
 
-    def events(self) -> Iterator[Event]:
-        """Read the run's events and note whether one is terminal."""
+    def events(self, after: Cursor | None = None) -> Iterator[Event]:
+        """Read the run's events and note whether one is terminal.
+
+        ``after``: read only the events after that cursor (the caller folded the rest and
+        knows it holds no terminal event).
+        """
         self.terminal_seen = False
-        for record in self._records():
+        for record in self._records(after):
             self.terminal_seen = self.terminal_seen or record.event.type in TERMINAL_TYPES
             yield record.event
 
@@ -262,8 +266,11 @@ class Store(ABC):
     # -- repair -----------------------------------------------------------------------
 
     @abstractmethod
-    def locked_run(self, run_id: str) -> AbstractContextManager[LockedRun]:
+    def locked_run(self, run_id: str, resume: Cursor | None = None) -> AbstractContextManager[LockedRun]:
         """Hold ``run_id``'s writer lock for a ``with`` block, to repair and reconcile it.
+
+        ``resume``: a cursor up to which the caller has read the run (and checked it); a
+        store that must scan the run before appending scans only what follows it.
 
         Raises :class:`~runjournal.journal.errors.RunLockedError` if a live writer or another
         reconciler holds it, and a :class:`~runjournal.journal.errors.JournalWriteError` that

@@ -26,3 +26,10 @@ def open_store(target: str | Path | None = None, *, local_root: Path | str | Non
 
         return PgStore(target, local_root=local_root)
     return JsonlStore(target if target is not None else default_root())
+
+
+def directory_of(target: str | Path | None) -> Path | None:
+    """The journal directory ``target`` names (as :func:`open_store` reads it), or None for a database URL."""
+    if isinstance(target, str) and is_postgres_url(target):
+        return None
+    return Path(target) if target is not None else default_root()

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from runjournal.journal.events import Event, Started, StepProgress
+from runjournal.journal.events import Event, ItemsPlanned, Started, StepProgress
 from runjournal.journal.status import EVENT_STATUS, TERMINAL_TYPES
-from runjournal.projections.state import Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
+from runjournal.projections.state import MAX_KEPT, Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
 
 STATUS_AFTER = EVENT_STATUS
 """Event type -> the run status after it (the status table, :data:`runjournal.journal.status.EVENT_STATUS`)."""
@@ -25,9 +25,14 @@ _ENDED = ("succeeded", "failed", "skipped")
 def fold(events: Iterable[Event], start: RunState | None = None) -> RunState:
     """Fold ``events`` onto ``start`` (a fresh state by default) and return the new state.
 
-    ``start`` is not modified. ``events`` is iterated exactly once.
+    ``start`` is not modified (it is copied once, never per event). ``events`` is iterated
+    exactly once.
     """
-    state = start.copy() if start is not None else RunState()
+    return fold_into(start.copy() if start is not None else RunState(), events)
+
+
+def fold_into(state: RunState, events: Iterable[Event]) -> RunState:
+    """Fold ``events`` onto ``state`` in place and return it: for callers that own ``state`` (no copy)."""
     for event in events:
         apply(state, event)
     return state
@@ -51,20 +56,27 @@ def apply(state: RunState, event: Event) -> None:
     if state.run_id is None:
         state.run_id = event.run_id
     if state.terminal is not None:
-        state.late_events.append(LateEvent(event.seq, event.type, event.ts))
+        state.late_count += 1
+        if len(state.late_events) < MAX_KEPT:
+            state.late_events.append(LateEvent(event.seq, event.type, event.ts))
         return
     if event.type != "abandoned":  # a reconciler's event is no sign of the writer's life
         state.last_seen_at = event.ts
-    if isinstance(event, Started):
-        _apply_started(state, event)
-    elif isinstance(event, StepProgress):
+    if isinstance(event, StepProgress):
         _apply_progress(state, event)
+    elif isinstance(event, Started):
+        _apply_started(state, event)
+    elif isinstance(event, ItemsPlanned):
+        _apply_items_planned(state, event)
     elif event.type in TERMINAL_TYPES:
         _apply_terminal(state, event)  # type: ignore[arg-type]
 
 
 def _anomaly(state: RunState, event: Event, kind: str, message: str) -> None:
-    state.anomalies.append(Anomaly(event.seq, kind, message))
+    # Counted always, kept up to a bound: a hostile journal must not grow the state without limit.
+    state.anomaly_count += 1
+    if len(state.anomalies) < MAX_KEPT:
+        state.anomalies.append(Anomaly(event.seq, kind, message))
 
 
 def _apply_started(state: RunState, event: Started) -> None:
@@ -81,7 +93,19 @@ def _apply_started(state: RunState, event: Started) -> None:
         for item in planned.items or ():
             step.items.setdefault(item, ItemState(item))
         if planned.items is not None:
-            step.total = len(planned.items)
+            step.total = planned.item_count if planned.item_count is not None else len(planned.items)
+
+
+def _apply_items_planned(state: RunState, event: ItemsPlanned) -> None:
+    step = state.steps.get(event.step)
+    if step is None or state.started is None:
+        _anomaly(state, event, "unplanned-items", f"items planned for step {event.step!r} not in 'started'")
+        if step is None:
+            step = state.steps[event.step] = StepState(event.step, planned=False)
+    items = step.items
+    for name in event.items:
+        if name not in items:
+            items[name] = ItemState(name)
 
 
 def _apply_progress(state: RunState, event: StepProgress) -> None:

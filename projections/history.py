@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from runjournal.journal.errors import JournalError
 from runjournal.journal.readmodel import HistoryQuery, Progress, RunSummary
-from runjournal.journal.status import DERIVED_ABANDONED, TERMINAL_STATUSES, UNREADABLE
-from runjournal.projections.summary import PROJECTOR, summarize
+from runjournal.journal.status import DAMAGED, DERIVED_ABANDONED, TERMINAL_STATUSES, UNREADABLE, UNTRUSTED
+from runjournal.projections.summary import KeepingProjector, summarize
 
 if TYPE_CHECKING:
     from runjournal.journal.store import Store
@@ -33,7 +33,8 @@ class HistoryRow:
     """One run as ``history`` lists it: its summary, and the status and reason to show.
 
     ``status`` is the summary's, or ``abandoned?`` for a dead writer that could not be
-    recorded, or ``unreadable`` (then ``reason`` is the read error).
+    recorded, or ``damaged`` (the summary is of the lines before the first bad one) or
+    ``unreadable`` (nothing could be read); for those two ``reason`` is the read error.
     """
 
     summary: RunSummary
@@ -58,15 +59,17 @@ def history_rows(
     """
     query = query or HistoryQuery()
     options = _options(now, lease_intervals)
-    for summary in store.summaries(_recorded(query), PROJECTOR, progress=progress):
-        row = _row(store, summary, reconcile, options)
+    projector = KeepingProjector()  # hands the read model's fresh fold of an unfinished run to reconcile
+    for summary in store.summaries(_recorded(query), projector, progress=progress):
+        kept = None if summary.error is not None or summary.is_terminal else projector.take(summary.run_id)
+        row = _row(store, summary, reconcile, dict(options, known=_folded(kept)))
         if shown_matches(query, row):
             yield row
 
 
 def _row(store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
     if summary.error is not None:
-        return HistoryRow(summary, UNREADABLE, summary.error)
+        return HistoryRow(summary, DAMAGED if summary.events else UNREADABLE, summary.error)
     if summary.is_terminal:
         return HistoryRow(summary, summary.status, summary.reason)
     return _current_row(store, summary, reconcile, options)
@@ -85,16 +88,24 @@ def _recorded(query: HistoryQuery) -> HistoryQuery:
 def shown_matches(query: HistoryQuery, row: HistoryRow) -> bool:
     """Whether a row passes ``query`` by what history shows (``abandoned`` also matches ``abandoned?``).
 
-    An unreadable run passes every status and reason filter: nobody can tell what it is, and
-    hiding it would hide the problem.
+    A damaged or unreadable run passes every status and reason filter: nobody can tell what
+    it is (or became), and hiding it would hide the problem.
     """
     shown = "abandoned" if row.status == DERIVED_ABANDONED else row.status
-    if row.status != UNREADABLE:
+    if row.status not in UNTRUSTED:
         if query.statuses is not None and shown not in query.statuses:
             return False
         if query.reason is not None and row.reason != query.reason:
             return False
     return replace(query, statuses=None, reason=None).matches(row.summary)
+
+
+def _folded(kept: Any) -> Any:
+    if kept is None:
+        return None
+    from runjournal.projections.reconcile import Folded  # lazily: start-up cost (see the module docstring)
+
+    return Folded(*kept)
 
 
 def _current_row(store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
@@ -104,6 +115,9 @@ def _current_row(store: Store, summary: RunSummary, reconcile: bool, options: di
         current = current_state(store, summary.run_id, reconcile=reconcile, **options)
     except (JournalError, OSError) as exc:
         return HistoryRow(summary, UNREADABLE, str(exc))
+    if current.damage is not None:
+        return HistoryRow(summarize(current.state, summary.run_id, str(current.damage)), current.status,
+                          str(current.damage))
     return HistoryRow(summarize(current.state, summary.run_id), current.status, current.reason)
 
 

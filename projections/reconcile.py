@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from runjournal.journal.errors import (
+    CorruptLineError,
     FsyncFailedError,
     JournalError,
     JournalWriteError,
@@ -29,9 +30,10 @@ from runjournal.journal.errors import (
     is_read_only_error,
 )
 from runjournal.journal.identity import checker_identity
-from runjournal.journal.status import DERIVED_ABANDONED
+from runjournal.journal.records import Cursor
+from runjournal.journal.status import DAMAGED, DERIVED_ABANDONED
 from runjournal.journal.store import LockedRun, Store
-from runjournal.projections.fold import fold
+from runjournal.projections.fold import fold_into
 from runjournal.projections.leftovers import stop_leftovers
 from runjournal.projections.liveness import (
     DEFAULT_LEASE_INTERVALS,
@@ -69,7 +71,8 @@ class CurrentState:
 
     ``derived`` is the liveness verdict of a run that is still non-terminal in its journal
     (None for terminal or empty runs). ``error`` is set when the run could not be read or
-    reconciled (the state is then what could be folded before the problem).
+    reconciled (the state is then what could be folded before the problem). ``damage`` is
+    the first bad line of a damaged run: ``state`` is the fold of the lines before it.
     """
 
     run_id: str
@@ -77,10 +80,13 @@ class CurrentState:
     derived: Verdict | None = None
     action: Action | None = None
     error: JournalError | OSError | None = None
+    damage: CorruptLineError | None = None
 
     @property
     def status(self) -> str:
-        """The status to show: the folded one, or ``abandoned?`` for a dead writer not yet recorded."""
+        """The status to show: ``damaged``, the folded one, or ``abandoned?`` for a dead writer not yet recorded."""
+        if self.damage is not None:
+            return DAMAGED
         if not self.state.is_terminal and self.derived is not None and self.derived.dead:
             return DERIVED_ABANDONED
         return self.state.status
@@ -112,6 +118,25 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(slots=True)
+class Folded:
+    """A run's fold so far and the cursor its reader stopped at: enough to fold only what is appended later."""
+
+    state: RunState
+    cursor: Cursor
+
+
+def fold_run(store: Store, run_id: str, known: Folded | None = None) -> Folded:
+    """Fold ``run_id`` from its start, or only the events after ``known`` onto ``known.state`` (which it updates).
+
+    Resuming from a cursor checks that the new lines continue the hash chain there, as
+    every incremental read does; a long run is then read once however often it is judged.
+    """
+    reader = store.read(run_id, known.cursor if known is not None else None)
+    state = fold_into(known.state if known is not None else RunState(), reader.events())
+    return Folded(state, reader.cursor)
+
+
 def reconcile_run(
     store: Store,
     run_id: str,
@@ -120,16 +145,19 @@ def reconcile_run(
     operator: str | None = None,
     now: datetime | None = None,
     lease_intervals: float = DEFAULT_LEASE_INTERVALS,
+    known: Folded | None = None,
 ) -> ReconcileResult:
     """Reconcile one run: append ``abandoned`` if (and only if) its writer is dead.
 
     ``operator`` is the operator's reason text: with it, a run whose liveness is
     ``unknown`` is abandoned with reason ``operator`` (a run whose writer is alive never
-    is). ``now`` is the reader's clock for cross-host leases (default: now). Raises
+    is). ``now`` is the reader's clock for cross-host leases (default: now). ``known`` is a
+    fold of the run the caller hands over (only later events are read). Raises
     :class:`JournalError` for a run that cannot be read (corrupt, missing).
     """
     moment = now or _utc_now()
-    state = fold(store.read(run_id).events())
+    folded = fold_run(store, run_id, known)
+    state = folded.state
     if state.is_terminal:
         return ReconcileResult(run_id, "terminal", None, state)
     if state.started is None:
@@ -141,11 +169,11 @@ def reconcile_run(
     # Either the writer is dead, or it is gone while someone (another reconciler, most
     # likely) holds its lock: wait briefly for that lock; holding it, everything is re-judged.
     attempts = LOCK_ATTEMPTS if wanted is not None else OUTLIVED_LOCK_ATTEMPTS
-    return _with_lock(store, run_id, state, (verdict, wanted), attempts, operator, moment, lease_intervals)
+    return _with_lock(store, run_id, folded, (verdict, wanted), attempts, operator, moment, lease_intervals)
 
 
 def _with_lock(
-    store: Store, run_id: str, state: RunState, verdicts: tuple[Verdict, Verdict | None], attempts: int,
+    store: Store, run_id: str, folded: Folded, verdicts: tuple[Verdict, Verdict | None], attempts: int,
     operator: str | None, now: datetime, lease_intervals: float,
 ) -> ReconcileResult:
     """Try for the run's lock ``attempts`` times and reconcile under it; else ``busy`` (or ``terminal``).
@@ -155,19 +183,19 @@ def _with_lock(
     verdict, wanted = verdicts
     for attempt in range(attempts):
         try:
-            with store.locked_run(run_id) as locked:
-                return _reconcile_locked(store, run_id, locked, operator, now, lease_intervals)
+            with store.locked_run(run_id, resume=folded.cursor) as locked:
+                return _reconcile_locked(store, run_id, locked, folded, operator, (now, lease_intervals))
         except RunLockedError:
-            state = fold(store.read(run_id).events())
-            if state.is_terminal:
-                return ReconcileResult(run_id, "terminal", None, state)
+            folded = fold_run(store, run_id, folded)
+            if folded.state.is_terminal:
+                return ReconcileResult(run_id, "terminal", None, folded.state)
             if attempt + 1 < attempts:
                 time.sleep(_LOCK_BACKOFF_SECONDS)
         except OSError as exc:
             if is_read_only_error(exc):
-                return ReconcileResult(run_id, "read-only", wanted or verdict, state)
+                return ReconcileResult(run_id, "read-only", wanted or verdict, folded.state)
             raise
-    return ReconcileResult(run_id, "busy", verdict, state)
+    return ReconcileResult(run_id, "busy", verdict, folded.state)
 
 
 def _lock_outlived_writer(verdict: Verdict) -> bool:
@@ -194,10 +222,12 @@ def _report_action(verdict: Verdict, wanted: Verdict | None) -> Action:
 
 
 def _reconcile_locked(
-    store: Store, run_id: str, locked: LockedRun, operator: str | None, now: datetime, lease_intervals: float
+    store: Store, run_id: str, locked: LockedRun, folded: Folded, operator: str | None,
+    clock: tuple[datetime, float],
 ) -> ReconcileResult:
-    """Holding the lock: re-read, re-judge, and append ``abandoned`` if the writer is still dead."""
-    state = fold(locked.events())
+    """Holding the lock: read what was appended since ``folded``, re-judge, append ``abandoned`` if still dead."""
+    now, lease_intervals = clock
+    state = fold_into(folded.state, locked.events(after=folded.cursor))
     if state.is_terminal:
         return ReconcileResult(run_id, "terminal", None, state)
     if state.started is None:
@@ -217,7 +247,7 @@ def _reconcile_locked(
         )
     except NotReconcilableError:
         return ReconcileResult(run_id, "terminal", None, state)
-    return ReconcileResult(run_id, "abandoned", wanted, fold([event], start=state))
+    return ReconcileResult(run_id, "abandoned", wanted, fold_into(state, [event]))
 
 
 _WRITE_ERRORS = (JournalWriteError, FsyncFailedError, ShortWriteError, WriterClosedError)
@@ -230,18 +260,24 @@ def current_state(
     reconcile: bool = True,
     now: datetime | None = None,
     lease_intervals: float = DEFAULT_LEASE_INTERVALS,
+    known: Folded | None = None,
 ) -> CurrentState:
     """The run's state for display, reconciling it first if its writer is dead.
 
     With ``reconcile=False`` nothing is written, but a non-terminal run still carries its
     derived verdict. A journal that cannot be written gives the derived verdict too
-    (status ``abandoned?``). Raises :class:`JournalError` if the run cannot be read.
+    (status ``abandoned?``). A journal with a bad line after a verified prefix is shown as
+    that prefix, ``damaged`` and never reconciled. ``known``: a fold of the run the caller
+    hands over, so only later events are read. Raises :class:`JournalError` if nothing of
+    the run can be read.
     """
     moment = now or _utc_now()
     if not reconcile:
         return _derived_only(store, run_id, moment, lease_intervals)
     try:
-        result = reconcile_run(store, run_id, now=moment, lease_intervals=lease_intervals)
+        result = reconcile_run(store, run_id, now=moment, lease_intervals=lease_intervals, known=known)
+    except CorruptLineError:
+        return _derived_only(store, run_id, moment, lease_intervals)
     except _WRITE_ERRORS as exc:
         # Disk full, failed fsync ...: a read must still show the run, with the verdict and the error.
         return replace(_derived_only(store, run_id, moment, lease_intervals), error=exc)
@@ -251,11 +287,26 @@ def current_state(
 
 
 def _derived_only(store: Store, run_id: str, now: datetime, lease_intervals: float) -> CurrentState:
-    state = fold(store.read(run_id).events())
+    state, damage = verified_prefix(store, run_id)
     if state.is_terminal or state.started is None:
-        return CurrentState(run_id, state)
+        return CurrentState(run_id, state, damage=damage)
     verdict = judge(state, store.writer_facts(run_id, state.started.writer), now, lease_intervals)
-    return CurrentState(run_id, state, verdict)
+    return CurrentState(run_id, state, verdict, damage=damage)
+
+
+def verified_prefix(store: Store, run_id: str) -> tuple[RunState, CorruptLineError | None]:
+    """The fold of every line before the first bad one, and that bad line's error (None: no bad line).
+
+    Raises the error itself when not even the first line verifies (nothing to show).
+    """
+    state = RunState()
+    try:
+        fold_into(state, store.read(run_id).events())
+    except CorruptLineError as exc:
+        if state.events == 0:
+            raise
+        return state, exc
+    return state, None
 
 
 def _operator_name() -> str:

@@ -8,8 +8,7 @@ snapshot a read model can save and resume from.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,6 +16,9 @@ from pydantic import TypeAdapter
 
 from runjournal.journal.events import Abandoned, Cancelled, Failed, Started, StepProcess, Succeeded
 from runjournal.journal.status import RunStatus
+
+MAX_KEPT = 1000
+"""Most late events and anomalies a state keeps (their counts go on): a hostile journal stays small."""
 
 ProgressState = Literal["pending", "started", "succeeded", "failed", "skipped"]
 """A step's or item's state; ``pending`` means it has not started."""
@@ -89,6 +91,10 @@ class RunState:
     events: int = 0
     late_events: list[LateEvent] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    late_count: int = 0
+    """Late events folded (the list keeps the first :data:`MAX_KEPT`)."""
+    anomaly_count: int = 0
+    """Anomalies found (the list keeps the first :data:`MAX_KEPT`)."""
 
     @property
     def workflow(self) -> str | None:
@@ -126,11 +132,16 @@ class RunState:
         if self.last_seen_at is not None:
             return self.last_seen_at
         # A snapshot saved before ``last_seen_at`` existed: the latest step or item start/end.
-        times = [self.started_at] if self.started_at else []
+        latest = self.started_at
         for step in self.steps.values():
-            times += [t for t in (step.started_at, step.ended_at) if t is not None]
-            times += [t for i in step.items.values() for t in (i.started_at, i.ended_at) if t is not None]
-        return max(times, default=None)
+            for moment in (step.started_at, step.ended_at):
+                if moment is not None and (latest is None or moment > latest):
+                    latest = moment
+            for item in step.items.values():
+                for moment in (item.started_at, item.ended_at):
+                    if moment is not None and (latest is None or moment > latest):
+                        latest = moment
+        return latest
 
     @property
     def steps_done(self) -> int:
@@ -143,8 +154,13 @@ class RunState:
         return len(self.steps)
 
     def copy(self) -> RunState:
-        """A deep copy the fold can mutate without touching ``self``."""
-        return copy.deepcopy(self)
+        """A copy the fold can mutate without touching ``self`` (events are immutable, so shared)."""
+        steps = {name: _copy_step(step) for name, step in self.steps.items()}
+        return replace(self, steps=steps, late_events=list(self.late_events), anomalies=list(self.anomalies))
+
+
+def _copy_step(step: StepState) -> StepState:
+    return replace(step, items={name: replace(item) for name, item in step.items.items()})
 
 
 def shown_unit_status(run: RunState, recorded: str) -> str:

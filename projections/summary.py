@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from runjournal.projections.state import RunState
 
 
+MAX_SNAPSHOT_UNITS = 5000
+"""Most steps plus items of a live run whose fold state a read model keeps as a snapshot."""
+
+
 def _time_text(moment: datetime | None) -> str | None:
     # The journal's own form (six fractional digits, ``Z``), so readers can print it as is.
     return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
@@ -33,7 +37,7 @@ def summary_row(state: RunState, error: str | None = None) -> list[Any]:
         _time_text(state.last_event_at), _time_text(state.last_activity),
         writer.host if writer else None, writer.pid if writer else None,
         state.steps_done, state.steps_total, started.rerun_of if started else None,
-        state.events, len(state.late_events), len(state.anomalies), error,
+        state.events, state.late_count, state.anomaly_count, error,
     ]
 
 
@@ -60,9 +64,17 @@ class SummaryProjector:
         return state.is_terminal
 
     def dump(self, state: RunState) -> Any:
-        """The state as JSON-ready data."""
+        """The state as JSON-ready data, or None for an unfinished run of over :data:`MAX_SNAPSHOT_UNITS`
+        steps and items.
+
+        A read model keeps no snapshot of such a run (it would make its cache huge and be
+        rewritten at every refresh): when the run grows, it is folded again from its start.
+        """
         from runjournal.projections.state import state_to_json
 
+        units = len(state.steps) + sum(len(step.items) for step in state.steps.values())
+        if units > MAX_SNAPSHOT_UNITS and not state.is_terminal:
+            return None
         return state_to_json(state)
 
     def load(self, data: Any) -> RunState:
@@ -70,6 +82,31 @@ class SummaryProjector:
         from runjournal.projections.state import state_from_json
 
         return state_from_json(data)
+
+
+    def handed_over(self, run_id: str, state: RunState, cursor: Any) -> None:
+        """The shared projector keeps nothing (see :class:`KeepingProjector`)."""
+
+
+class KeepingProjector(SummaryProjector):
+    """A projector for one history pass that keeps the last unfinished fold a store hands over.
+
+    History reconciles an unfinished run right after the read model folded it; taking that
+    fold (:meth:`take`) spares reading the run a second time (a 500,000-step run is one
+    pass, not two).
+    """
+
+    def __init__(self) -> None:
+        self._kept: tuple[str, RunState, Any] | None = None
+
+    def handed_over(self, run_id: str, state: RunState, cursor: Any) -> None:
+        """Keep this fold (only the last one)."""
+        self._kept = (run_id, state, cursor)
+
+    def take(self, run_id: str) -> tuple[RunState, Any] | None:
+        """The kept ``(state, cursor)`` of ``run_id``, once; None if the last fold was another run's."""
+        kept, self._kept = self._kept, None
+        return (kept[1], kept[2]) if kept is not None and kept[0] == run_id else None
 
 
 PROJECTOR = SummaryProjector()

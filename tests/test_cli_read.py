@@ -231,15 +231,15 @@ class TestHistory:
         """A bad --since value is one line on stderr and exit 2."""
         assert_user_error(invoke(root, "history", "--since", since), "--since")
 
-    def test_unreadable_run_listed_and_reported(self, root: Path) -> None:
-        """A corrupt journal shows as unreadable with its location, the others still list, exit 3."""
+    def test_damaged_run_listed_and_reported(self, root: Path) -> None:
+        """A corrupt middle line shows the run as damaged, with its verified prefix and the location, exit 3."""
         path = run_path(root, FAILED_ID)
         data = path.read_bytes().splitlines(keepends=True)
         path.write_bytes(data[0] + b'{"not": "an event"}\n' + b"".join(data[2:]))
         result = invoke(root, "history", "--no-reconcile")
         assert result.exit_code == 3
         row = next(line for line in result.stdout.splitlines() if line.startswith(FAILED_ID))
-        assert row.split()[2] == "unreadable"
+        assert row.split()[1:3] == ["build", "damaged"]
         assert f"{path}:2" in row
         assert len(result.stdout.splitlines()) == 5
         assert result.stderr.startswith(f"runjournal: warning: {path}:2 (byte ")

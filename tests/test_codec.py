@@ -210,3 +210,15 @@ def test_started_v1_reads_with_an_unknown_pid_namespace() -> None:
     assert (event.v, event.writer.pid_ns) == (2, None)
     with pytest.raises(CorruptLineError, match="pid_ns"):
         decode(obj_line(obj | {"writer": writer | {"pid_ns": 7}}))
+
+
+def test_started_v2_reads_without_an_item_count() -> None:
+    """A v2 ``started`` (before ``item_count``) reads as v3 with ``item_count`` null; a v2 step carrying it is refused."""
+    writer = {"host": "h", "boot_id": "b", "pid": 1, "start_ticks": 2, "pid_ns": None, "argv": [], "user": "u",
+              "tool_version": "t"}
+    obj = HEARTBEAT | {"v": 2, "seq": 0, "type": "started", "workflow": "w", "steps": [{"name": "f", "items": ["a"]}],
+                       "writer": writer, "heartbeat_interval": 1.0}
+    event = decode(obj_line(obj))
+    assert (event.v, event.steps[0].items, event.steps[0].item_count) == (3, ["a"], None)
+    with pytest.raises(CorruptLineError, match="item_count"):
+        decode(obj_line(obj | {"steps": [{"name": "f", "items": [], "item_count": 5}]}))

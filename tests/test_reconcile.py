@@ -291,7 +291,7 @@ def test_current_state_reconciles_and_no_reconcile_only_derives(journal_dir: Pat
 
 
 def test_run_states_lists_newest_first_and_survives_a_corrupt_run(journal_dir: Path, dead_pid: tuple[int, int]) -> None:
-    """History yields every run newest first, reconciling orphans; a corrupt journal is yielded with its error."""
+    """History yields every run newest first, reconciling orphans; a damaged journal is yielded with its prefix."""
     store = JsonlStore(journal_dir)
     ids = ["20260101T000000000000Z-0001", "20260102T000000000000Z-0002", "20260103T000000000000Z-0003"]
     write_journal(journal_dir, make_stream(ids[0], terminal="succeeded"))
@@ -301,7 +301,9 @@ def test_run_states_lists_newest_first_and_survives_a_corrupt_run(journal_dir: P
     states = list(run_states(store))
     assert [c.run_id for c in states] == list(reversed(ids))
     assert [c.status for c in states[1:]] == ["abandoned", "succeeded"]
-    assert isinstance(states[0].error, CorruptLineError) and states[0].error.line == 2
+    damaged = states[0]
+    assert isinstance(damaged.damage, CorruptLineError) and damaged.damage.line == 2
+    assert damaged.status == "damaged" and damaged.state.events == 1 and damaged.state.workflow is not None
 
 
 def _corrupt_lines(stream: list) -> list[bytes]:
@@ -395,4 +397,4 @@ def test_cli_unknown_run_and_corrupt_run(journal_dir: Path) -> None:
     good = make_stream(terminal=None)
     write_journal(journal_dir, good, data=b"".join(_corrupt_lines(good)))
     code, out, _ = _invoke(journal_dir)
-    assert code == 3 and out.split()[1] == "error" and ".jsonl:2 (byte " in out
+    assert code == 3 and out.split()[1] == "damaged" and ".jsonl:2 (byte " in out

@@ -219,11 +219,12 @@ def test_ten_concurrent_reconcilers_abandon_each_of_100_orphans_exactly_once(jou
 
 BIG_LINES = r"""
 import sys
+from runjournal.journal.events import StepProgress
 from runjournal.journal.run import start_run
 run = start_run("big", ["a"], root=sys.argv[1], durability="none")
 print("run", run.run_id, flush=True)
-while True:
-    run.step_started("a", message="x" * 900_000)
+while True:  # the writer itself (the Run API would clip a message this long)
+    run.writer.append(StepProgress, step="a", state="started", message="x" * 900_000)
 """
 
 

@@ -15,7 +15,15 @@ from hypothesis import given
 
 from runjournal.cli.main import cli
 from runjournal.journal.codec import chain_hash, decode_line
-from runjournal.journal.events import EVENT_TYPES, SCHEMA_VERSIONS, Abandoned, Event, Heartbeat, StepProcess
+from runjournal.journal.events import (
+    EVENT_TYPES,
+    SCHEMA_VERSIONS,
+    Abandoned,
+    Event,
+    Heartbeat,
+    PlannedStep,
+    StepProcess,
+)
 from runjournal.journal.jsonl.store import JsonlStore
 from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.run import start_run
@@ -72,6 +80,9 @@ def test_lines_of_every_type_from_the_python_api_validate(journal_dir: Path) -> 
             run.item_ended("a", "x", "succeeded", done=1, total=1, exit_code=0)
             run.heartbeat()
             getattr(run, end)(*(["user"] if end == "cancel" else []))
+    plan = [PlannedStep(name="fan", items=[f"item-{n:05d}-{'x' * 40}" for n in range(20_000)])]
+    with start_run("big", plan, root=journal_dir, durability="none") as run:
+        assert run.planned, "a 20k-item plan is recorded in items-planned events"
     with start_run("wf", ["a"], root=journal_dir, durability="none") as run:
         run.writer.close()
         run.ended_with = "test: writer vanished"

@@ -66,13 +66,27 @@ class TestValidWorkflows:
         assert before is not None and before.startswith("sha256:") and len(before) == 7 + 64
 
 
+ITEM_CONTEXTS = {
+    "bare": ("printf '<%s>' {item}", "<{}>"),
+    "double-quoted": ('printf "<%s>" "x {item} y"', "<x {} y>"),
+    "single-quoted": ("printf '<%s>' 'x {item} y'", "<x {} y>"),
+    "command-substitution": ('printf "<%s>" "$(printf %s {item})"', "<{}>"),
+    "backticks": ("printf '<%s>' \"`printf %s {item}`\"", "<{}>"),
+}
+
+
 class TestItemSubstitution:
-    @pytest.mark.parametrize("item", ["plain", "two words", "it's", "$(touch pwned)", "a;b", "-n", "*"])
-    def test_item_reaches_the_command_as_one_word(self, item: str, tmp_path: Path) -> None:
-        """{item} is shell-quoted: whatever the item holds, the command sees exactly it, once."""
-        step = Step("s", "printf '<%s>' {item}", foreach=(item,))
-        out = subprocess.run(step.command(item), capture_output=True, text=True, cwd=tmp_path, check=True).stdout
-        assert out == f"<{item}>"
+    @pytest.mark.parametrize("context", sorted(ITEM_CONTEXTS))
+    @pytest.mark.parametrize("item", ["plain", "two words", "it's", "$(touch pwned)", "`touch pwned`", 'a"b',
+                                      "a;b", "-n", "*", "\\", "x'\"$(touch pwned)\"'y"])
+    def test_item_reaches_the_command_as_data(self, item: str, context: str, tmp_path: Path) -> None:
+        """{item} never executes: in every quoting context the command sees exactly the item, as data."""
+        run, expected = ITEM_CONTEXTS[context]
+        step = Step("s", run, foreach=(item,))
+        env = {"PATH": "/usr/bin:/bin", "RUNJOURNAL_ITEM": item}
+        out = subprocess.run(step.command(item), capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
+        assert out.stdout == expected.format(item)
+        assert item not in " ".join(step.command(item))
         assert not (tmp_path / "pwned").exists()
 
     def test_argv_step_runs_without_shell(self) -> None:

@@ -23,7 +23,7 @@ from runjournal.cli.rendering.textfmt import HISTORY_HEADER, aligned
 from runjournal.cli.target import Target
 from runjournal.cli.timeargs import WHEN_METAVAR, parse_when
 from runjournal.journal.readmodel import HistoryQuery
-from runjournal.journal.status import LISTED_STATUSES, UNREADABLE, ExitCode
+from runjournal.journal.status import LISTED_STATUSES, UNTRUSTED, ExitCode
 from runjournal.projections.history import HistoryRow, history_rows
 
 
@@ -110,7 +110,7 @@ def _cleared(rows: Iterator[HistoryRow], progress: IndexProgress) -> Iterator[Hi
 
 
 class ErrorTally:
-    """Passes runs through, warning on stderr about each one that could not be read or reconciled."""
+    """Passes runs through, warning on stderr about each one that is damaged or could not be read."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -118,7 +118,7 @@ class ErrorTally:
     def watch(self, rows: Iterator[HistoryRow]) -> Iterator[HistoryRow]:
         """Yield ``rows`` unchanged, counting and reporting the runs that could not be read."""
         for row in rows:
-            if row.status == UNREADABLE:
+            if row.status in UNTRUSTED:
                 self.count += 1
                 click.echo(f"runjournal: warning: {clean(row.reason, inline=True)}", err=True)
             yield row

@@ -14,7 +14,7 @@ from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import clean, emit_json
 from runjournal.cli.target import Target
-from runjournal.journal.fsio import check_dir
+from runjournal.journal.fsio import check_dir, open_regular
 from runjournal.journal.sidefiles import SideFiles
 from runjournal.projections.state import RunState
 from runjournal.projections.tail import RunTail, wait_until_over
@@ -121,9 +121,13 @@ def _refuse_planted_dirs(side: SideFiles, units: list[_Unit]) -> None:
     ``O_NOFOLLOW`` only guards a path's last component; the directories above it are
     checked here, so a link planted as ``logs/<run_id>`` cannot make us print another file.
     """
+    try:  # reading another user's journal: directories of the journal's owner are fine too
+        journal_owner: int | None = os.stat(side.logs_dir.parent).st_uid
+    except OSError:
+        journal_owner = None
     for directory in dict.fromkeys([side.logs_dir, *(unit.path.parent for unit in units)]):
         if os.path.lexists(directory):
-            check_dir(directory)
+            check_dir(directory, journal_owner)
 
 
 def _select(units: list[_Unit], run_id: str, step: str | None, item: str | None) -> list[_Unit]:
@@ -162,8 +166,9 @@ class _Printer:
     def drain(self, unit: _Unit) -> bool:
         """Print what ``unit``'s file gained since the last call; return whether anything was printed."""
         try:
-            fd = os.open(unit.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+            # Only a regular file is read: a FIFO planted here would block, a directory cannot be read.
+            fd = open_regular(unit.path, os.O_RDONLY)
+        except FileNotFoundError:
             return False
         printed = False
         with os.fdopen(fd, "rb") as f:

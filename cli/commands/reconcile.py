@@ -13,7 +13,7 @@ from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, output_options
 from runjournal.cli.target import Target
-from runjournal.journal.errors import JournalError
+from runjournal.journal.errors import CorruptLineError, JournalError
 from runjournal.journal.status import ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.liveness import DEFAULT_LEASE_INTERVALS
@@ -52,7 +52,8 @@ def reconcile(
     on another host, when nothing was written for --lease heartbeat intervals. Live runs are
     never touched; runs whose liveness is unknown are reported unless --operator forces them.
     One line per run: run id, action (abandoned, would-abandon, alive, unknown, terminal,
-    busy, read-only, error) and why. Exit 0, or 3 if a run could not be read.
+    busy, read-only, damaged, error) and why. A damaged run (a bad line in its journal) is
+    reported and never written to. Exit 0, or 3 if a run was damaged or could not be read.
 
     \b
     Examples:
@@ -74,7 +75,7 @@ def reconcile(
     else:
         summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "no runs"
         click.echo(f"{len(rows)} run(s): {summary}", err=True)
-    sys.exit(ExitCode.JOURNAL if counts["error"] else ExitCode.OK)
+    sys.exit(ExitCode.JOURNAL if counts["error"] or counts["damaged"] else ExitCode.OK)
 
 
 def _operator_text(runs: tuple[str, ...], operator: bool, reason_text: str | None) -> str | None:
@@ -99,7 +100,9 @@ def _reconcile_all(
         try:
             result = reconcile_run(store, run_id, dry_run=dry_run, operator=operator, lease_intervals=lease)
         except (JournalError, OSError) as exc:
-            yield {"run_id": run_id, "action": "error", "status": None, "reason": None, "liveness": None,
+            # A damaged journal is reported, never appended to: nothing may follow a bad line.
+            action = "damaged" if isinstance(exc, CorruptLineError) else "error"
+            yield {"run_id": run_id, "action": action, "status": None, "reason": None, "liveness": None,
                    "message": str(exc), "evidence": None}
             continue
         yield result_object(result)

@@ -8,17 +8,19 @@ from itertools import takewhile
 
 import click
 
+from runjournal.cli.commands.show import damaged_error
 from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.rendering.output import (
     OutputFormat,
+    emit_lines,
     emit_objects,
-    emit_text,
     output_options,
 )
 from runjournal.cli.rendering.textfmt import status_with_reason
 from runjournal.cli.rendering.textviews import EVENT_HEADER, event_text, progress_text, step_table
 from runjournal.cli.rendering.views import display_reason, display_status, event_object
 from runjournal.cli.target import Target
+from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.events import Event
 from runjournal.projections.fold import fold_steps
 from runjournal.projections.reconcile import CurrentState, current_state
@@ -30,7 +32,7 @@ from runjournal.projections.state import RunState
 @click.option("--until", type=click.IntRange(min=0), metavar="SEQ", help="Stop after the event with this seq.")
 @click.option(
     "--speed", type=click.FloatRange(min=0, min_open=True), metavar="X",
-    help="Replay with the original timing, X times as fast (2: twice as fast).",
+    help="Replay with the original timing, X times as fast (2: twice as fast); pauses are at most 5 s.",
 )
 @click.option("--no-reconcile", is_flag=True, help="Do not record the run as abandoned if its writer died.")
 @output_options(jsonl=True)
@@ -43,7 +45,8 @@ def replay(
     With --until SEQ the replay stops after that event and shows the state as of then: which
     steps and items had completed, were in flight, had not started. The run's current
     status is reconciled first (unless --no-reconcile), so a dead writer's run ends with
-    its `abandoned` event.
+    its `abandoned` event. A damaged journal is replayed up to its first bad line, then
+    exits 3 naming that line.
 
     \b
     Examples:
@@ -54,7 +57,8 @@ def replay(
     store = target.open()
     run_id = store.resolve(run)
     current = current_state(store, run_id, reconcile=not no_reconcile)
-    events: Iterable[Event] = store.read(run_id).events()
+    prefix = VerifiedEvents(store.read(run_id).events())
+    events: Iterable[Event] = prefix
     if until is not None:
         events = takewhile(lambda event: event.seq <= until, events)
     steps = fold_steps(events)
@@ -63,24 +67,44 @@ def replay(
     if fmt is not OutputFormat.TEXT:
         emit_objects((event_object(event, state) for event, state in steps), fmt)
     else:
-        _print_text(steps, current, raw)
+        # Paced output goes out line by line; otherwise in batches (a million-event replay).
+        emit_lines(replay_lines(steps, current, raw), raw, batch=1 if speed is not None else 512)
+    if prefix.damage is not None:
+        raise damaged_error(run_id, prefix.damage)
+
+
+class VerifiedEvents:
+    """A run's events up to its first bad line; afterwards ``damage`` is that line's error (None if none)."""
+
+    def __init__(self, events: Iterator[Event]) -> None:
+        self.events = events
+        self.damage: CorruptLineError | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            yield from self.events
+        except CorruptLineError as exc:
+            self.damage = exc
+
+
+MAX_WAIT = 5.0
+"""Longest pause ``--speed`` makes between two events, in seconds: longer gaps are shortened to it."""
 
 
 def paced(steps: Iterator[tuple[Event, RunState]], speed: float) -> Iterator[tuple[Event, RunState]]:
-    """Yield each step after the original gap between its event and the previous one, divided by ``speed``."""
+    """Yield each step after the original gap between its event and the previous one, divided by ``speed``.
+
+    Each pause is at most :data:`MAX_WAIT` seconds, so a gap of hours (or of centuries, in a
+    hostile journal) never stalls the replay.
+    """
     previous = None
     for event, state in steps:
         if previous is not None:
-            gap = (event.ts - previous).total_seconds() / speed
+            gap = min((event.ts - previous).total_seconds() / speed, MAX_WAIT)
             if gap > 0:
                 time.sleep(gap)  # the original timing is the feature here, not a wait for a condition
         previous = event.ts
         yield event, state
-
-
-def _print_text(steps: Iterator[tuple[Event, RunState]], current: CurrentState, raw: bool) -> None:
-    for line in replay_lines(steps, current, raw):
-        emit_text(line, raw)
 
 
 def replay_lines(steps: Iterator[tuple[Event, RunState]], current: CurrentState, raw: bool) -> Iterator[str]:

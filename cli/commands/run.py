@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 
 from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.engine.launch import LaunchSpec, begin_run
+from runjournal.cli.engine.runfiles import full_inputs
 from runjournal.cli.engine.runner import Runner, stop_signals
 from runjournal.cli.engine.skips import SkipPlan, skip_plan_from
 from runjournal.cli.engine.supervisor import spawn
@@ -28,6 +30,7 @@ from runjournal.cli.rendering.output import can_redraw
 from runjournal.cli.rendering.progress import Progress
 from runjournal.cli.target import Target
 from runjournal.journal.ids import new_run_id
+from runjournal.journal.limits import MAX_INPUTS, is_clipped
 from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
 from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
@@ -39,6 +42,8 @@ _INPUT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _parse_inputs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    if len(values) > MAX_INPUTS:
+        raise click.BadParameter(f"{len(values)} inputs given; a run records at most {MAX_INPUTS}")
     inputs: dict[str, str] = {}
     for value in values:
         key, sep, text = value.partition("=")
@@ -139,7 +144,7 @@ def rerun(target: Target, ref: str, unfinished: bool, allow_changed: bool, ignor
     skip = skip_plan_from(old) if unfinished else SkipPlan()
     if not ignore_leftovers:
         _refuse_leftovers(old, skip)
-    spec = LaunchSpec(new_run_id(), workflow, {**_string_inputs(old.started.inputs), **inputs},
+    spec = LaunchSpec(new_run_id(), workflow, {**_old_inputs(store, old.run_id, old.started.inputs), **inputs},
                       rerun_of=old.run_id, skip=skip, allow_concurrent=allow_concurrent, argv=tuple(sys.argv))
     _launch(store, spec, detach=detach)
 
@@ -173,8 +178,18 @@ def _load_same(file: Path, digest: str | None, run_id: str | None, allow_changed
     return _load(file)
 
 
-def _string_inputs(inputs: dict[str, Any]) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else str(v) for k, v in inputs.items() if _INPUT_KEY.fullmatch(k)}
+def _old_inputs(store: Store, run_id: str | None, recorded: dict[str, Any]) -> dict[str, str]:
+    """The inputs of the run being rerun: as recorded, or in full from its side files where ``started`` clipped them."""
+    inputs = {k: v if isinstance(v, str) else str(v) for k, v in recorded.items() if _INPUT_KEY.fullmatch(k)}
+    clipped = [k for k, v in inputs.items() if is_clipped(v)]
+    if not clipped:
+        return inputs
+    full = full_inputs(store.side_files, run_id or "") or {}
+    missing = [k for k in clipped if k not in full]
+    if missing:
+        raise UserError(f"input {missing[0]!r} of run {run_id} was recorded clipped and its full value is not kept "
+                        f"on this host; pass --input {missing[0]}=VALUE")
+    return {**inputs, **{k: full[k] for k in clipped}}
 
 
 def _check_name(name: str) -> str:
@@ -182,6 +197,23 @@ def _check_name(name: str) -> str:
         return check_name(name, "--workflow")
     except WorkflowError as exc:
         raise UserError(str(exc)) from None
+
+
+def print_or_warn(text: str) -> None:
+    """Print ``text`` on stdout; if stdout is closed or full, say so on stderr and carry on.
+
+    The run's outcome must not depend on who reads our stdout (``runjournal run wf | true``,
+    ``> /dev/full``): stdout is pointed at ``/dev/null`` so no later write or the exit's
+    flush fails again.
+    """
+    try:
+        click.echo(text)
+    except OSError as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        click.echo(f"runjournal: warning: cannot write to stdout ({exc.strerror or exc}); the run goes on, "
+                   f"see 'runjournal history'", err=True)
 
 
 def _launch(store: Store, spec: LaunchSpec, *, detach: bool, echo: bool = False) -> None:
@@ -194,7 +226,7 @@ def _launch(store: Store, spec: LaunchSpec, *, detach: bool, echo: bool = False)
     with stop_signals(runner):
         run = begin_run(store, spec)
         if not echo:
-            click.echo(run.run_id)
+            print_or_warn(run.run_id)
         with run:
             outcome = runner.execute(run)
     hint = progress.failure_hint() if outcome.status == "failed" and not echo else None

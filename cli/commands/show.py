@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from runjournal.cli.completion import complete_run_ids
-from runjournal.cli.errors import UserError
-from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_text, output_options
+from runjournal.cli.errors import JournalClickError, UserError
+from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_lines, emit_text, output_options
 from runjournal.cli.rendering.textfmt import duration_text, local_time, status_with_reason
 from runjournal.cli.rendering.textviews import WORK_KEYS, event_detail, progress_text, step_table, work_lines
 from runjournal.cli.rendering.timelinetext import timeline_lines
@@ -24,8 +24,9 @@ from runjournal.cli.rendering.views import (
     run_duration,
 )
 from runjournal.cli.target import Target
-from runjournal.journal.errors import JournalError
+from runjournal.journal.errors import CorruptLineError, JournalError
 from runjournal.journal.events import Event
+from runjournal.journal.status import ExitCode
 from runjournal.journal.store import Store
 from runjournal.projections.reconcile import CurrentState, current_state
 from runjournal.projections.timeline import timeline as build_timeline
@@ -44,7 +45,8 @@ def show(target: Target, run: str, timeline: bool, no_reconcile: bool, fmt: Outp
     Lists each step with its fan-out progress, which steps and items completed, were in
     flight or never started, the evidence if the run was abandoned, late events, anomalies
     and the path of the journal. If the run's writer died, the run is recorded as abandoned
-    first (unless --no-reconcile).
+    first (unless --no-reconcile). A damaged journal (a bad line after good ones) is shown
+    up to its first bad line, with status `damaged`, and exits 3 naming that line.
 
     With --timeline, a Gantt chart: one bar per step and item from its start to its end,
     in-flight ones running to the end, never-started ones without a bar, and a mark where
@@ -63,17 +65,24 @@ def show(target: Target, run: str, timeline: bool, no_reconcile: bool, fmt: Outp
     current = current_state(store, run_id, reconcile=not no_reconcile)
     if current.error is not None:
         click.echo(f"runjournal: warning: {clean(str(current.error))}", err=True)
-    detail = run_detail(current, store.location(run_id))
+    detail = run_detail(current, store.location(run_id), steps=fmt is OutputFormat.JSON)
     if timeline:
         for line in timeline_lines_of(current, raw):
             emit_text(line, raw)
         return
     if fmt is OutputFormat.JSON:
         emit_json(detail)
-        return
-    late = _late_events(store, run_id, current) if current.state.late_events else {}
-    for line in show_lines(current, detail, raw, late):
-        emit_text(line, raw)
+    else:
+        late = _late_events(store, run_id, current) if current.state.late_events else {}
+        emit_lines(show_lines(current, detail, raw, late), raw)
+    if current.damage is not None:
+        raise damaged_error(run_id, current.damage)
+
+
+def damaged_error(run_id: str, damage: CorruptLineError) -> JournalClickError:
+    """The one-line error (exit 3) after a damaged run's verified prefix was shown."""
+    return JournalClickError(f"run {run_id} is damaged: {damage}; shown: the {damage.line - 1} line(s) before it",
+                             ExitCode.JOURNAL)
 
 
 def timeline_lines_of(current: CurrentState, raw: bool) -> Iterator[str]:

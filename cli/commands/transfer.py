@@ -55,7 +55,9 @@ def import_(target: Target, source: str, runs: tuple[str, ...], no_reconcile: bo
     Examples:
       runjournal --store postgresql://ci-db/runs import ./.runjournal    this host's runs, into the database
     """
-    _transfer(_other_store(source, target), target.open(), runs, no_reconcile, fmt, raw)
+    source_target = Target(target.root, source)
+    source_target.require_existing()
+    _transfer(source_target.open(), target.open(), runs, no_reconcile, fmt, raw)
 
 
 def _other_store(text: str, target: Target) -> Store:

@@ -21,6 +21,13 @@ def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) 
 
     Reports every problem with its file, line and byte offset. Exit 0 if clean, 1 if any
     problem was found.
+
+    What it detects: a changed, inserted, removed, duplicated or reordered line anywhere
+    before the last one, a line from another run, a torn tail, framing and schema errors.
+    What it does not detect: lines dropped from the end of a run (a run cut back to an
+    earlier line verifies clean), a rewrite that recomputes every later hash, or a whole
+    file replaced by another valid run. The chain has no key and no anchor outside the
+    file: it shows accidental damage, not deliberate tampering (see docs/format.md).
     """
     store = target.open()
     run_ids = [store.resolve(ref) for ref in runs] if runs else sorted(store.run_ids())

@@ -20,7 +20,7 @@ from runjournal.journal.errors import JournalError
 from runjournal.journal.identity import writer_identity
 from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.run import Run, start_run
-from runjournal.journal.status import NOT_LIVE, UNREADABLE
+from runjournal.journal.status import NOT_LIVE, UNREADABLE, UNTRUSTED
 from runjournal.journal.store import Store
 from runjournal.projections.history import HistoryRow, history_rows
 
@@ -32,8 +32,9 @@ class LiveRunError(JournalError, RuntimeError):
         self.run_id = live.summary.run_id
         summary = live.summary
         where = f" (pid {summary.pid} on {summary.host})" if summary.pid is not None else ""
+        what = f"a {live.status} run whose lock is held" if live.status in UNTRUSTED else "a live run"
         super().__init__(
-            f"workflow {workflow!r} already has a live run {self.run_id}{where}; wait for it, "
+            f"workflow {workflow!r} already has {what} {self.run_id}{where}; wait for it, "
             f"'runjournal cancel {self.run_id}', or pass --allow-concurrent"
         )
 
@@ -89,14 +90,24 @@ def live_runs(store: Store, workflow: str) -> Iterator[HistoryRow]:
     """Runs of ``workflow`` that are not over: alive, or of unknown liveness (orphans get reconciled first).
 
     Read through the history index, so finished runs cost nothing however many there are.
+    A damaged or unreadable run counts while its lock is held (its writer may be at work);
+    an unreadable one's workflow is unknown, so it counts for every workflow then.
     """
     for row in history_rows(store, HistoryQuery(workflow=workflow)):
-        if row.status not in NOT_LIVE or row.status == UNREADABLE and _locked(store, row.summary.run_id):
-            yield row  # a run that cannot be read but whose lock is held may well be running
+        if row.status in UNTRUSTED:
+            if _lock_held(store, row.summary.run_id):
+                yield row
+        elif row.status not in NOT_LIVE:
+            yield row
+    # A run of which nothing could be read names no workflow: while its lock is held it counts for every one.
+    for row in history_rows(store, HistoryQuery(statuses=frozenset({"empty"}))):
+        if row.status == UNREADABLE and _lock_held(store, row.summary.run_id):
+            yield row
 
 
-def _locked(store: Store, run_id: str) -> bool:
+def _lock_held(store: Store, run_id: str) -> bool:
+    """Whether some process holds the run's writer lock (True when that cannot be told)."""
     try:
-        return store.writer_alive(run_id)
+        return bool(store.writer_alive(run_id))
     except (JournalError, OSError):
-        return True  # cannot tell: refuse rather than start beside it
+        return True

@@ -6,7 +6,10 @@ whatever store holds the events. Step output lives under ``logs/<run_id>/``: ``<
 order they were written). Names are made safe for a file system (see :func:`safe_name`);
 file names end in ``.log`` and item directories in ``.d`` so the two can never collide.
 The detached supervisor's own output is ``supervisor.out``; the step watchdog's (see
-:mod:`runjournal.cli.engine.watchdog`) is ``watchdog.out``.
+:mod:`runjournal.cli.engine.watchdog`) is ``watchdog.out``. When ``started`` had to clip a
+long value (the writer's argv, an input; see :mod:`runjournal.journal.limits`), the full
+values are kept in ``full-values.json`` (``{"argv": [...], "inputs": {...}}``), and
+``rerun`` takes clipped inputs from there.
 
 A cancel request is ``runs/<run_id>.cancel``: JSON ``{"by": ..., "reason": ...}`` written
 by ``runjournal cancel`` before it signals the writer, so the writer can record who asked
@@ -18,15 +21,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import orjson
 
+from runjournal.journal.errors import JournalError
+from runjournal.journal.events import Started
 from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular
+from runjournal.journal.limits import encodable, is_clipped
 from runjournal.journal.sidefiles import SideFiles
 
 SUPERVISOR_OUTPUT = "supervisor.out"
 WATCHDOG_OUTPUT = "watchdog.out"
+FULL_VALUES = "full-values.json"
 MAX_CANCEL_BYTES = 4096
 MAX_CANCEL_FIELD = 500
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -62,6 +70,33 @@ def ensure_log_dir(side: SideFiles, run_id: str) -> Path:
     """The run's private log directory, created if missing."""
     ensure_private_dir(side.logs_dir)
     return ensure_private_dir(side.log_dir(run_id))
+
+
+def keep_full_values(log_dir: Path, started: Started, inputs: dict[str, str]) -> None:
+    """Write ``full-values.json`` if ``started`` clipped the writer's argv or an input (else nothing)."""
+    clipped = any(is_clipped(a) for a in started.writer.argv) or any(is_clipped(v) for v in started.inputs.values())
+    if not clipped:
+        return
+    data = orjson.dumps({"argv": [encodable(a) for a in sys.argv], "inputs": {k: encodable(v) for k, v in inputs.items()}})
+    fd = open_regular(log_dir / FULL_VALUES, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def full_inputs(side: SideFiles, run_id: str) -> dict[str, str] | None:
+    """The inputs kept in a run's ``full-values.json``, or None if it has none (or it is unreadable)."""
+    try:
+        fd = open_regular(side.log_dir(run_id) / FULL_VALUES, os.O_RDONLY)
+    except (OSError, JournalError):
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            inputs = orjson.loads(f.read()).get("inputs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {str(k): str(v) for k, v in inputs.items()} if isinstance(inputs, dict) else None
 
 
 def write_cancel_request(side: SideFiles, run_id: str, by: str, reason: str | None) -> Path:

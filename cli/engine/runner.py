@@ -48,6 +48,7 @@ from runjournal.cli.engine.runfiles import (
     WATCHDOG_OUTPUT,
     clear_cancel_request,
     ensure_log_dir,
+    keep_full_values,
     open_unit_log,
     read_cancel_request,
 )
@@ -144,8 +145,9 @@ class Runner:
         """Run every step, record the terminal event and return the outcome."""
         self._run = run
         self.log_dir = ensure_log_dir(self.store.side_files, run.run_id)
-        if self.on_event is not None:
-            self.on_event(run.started)
+        keep_full_values(self.log_dir, run.started, self.inputs)
+        for event in (run.started, *run.planned):
+            self._notify(event)
         self._watchdog = _start_watchdog(self.log_dir)
         run.start_heartbeats(self.workflow.heartbeat_interval, on_failure=self._heartbeat_failed)
         try:
@@ -173,9 +175,17 @@ class Runner:
 
     def _emit(self, append: Callable[..., Event], *args: Any, **fields: Any) -> Event:
         event = append(*args, **fields)
-        if self.on_event is not None:
-            self.on_event(event)
+        self._notify(event)
         return event
+
+    def _notify(self, event: Event) -> None:
+        """Tell the progress display; a display that cannot write (a closed terminal) is dropped, the run goes on."""
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except (OSError, ValueError):
+            self.on_event = None
 
     @property
     def run(self) -> Run:

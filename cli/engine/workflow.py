@@ -12,9 +12,15 @@
 
     [[steps]]
     name = "patch"
-    run = "ssh {item} apply-patch"  # {item} is replaced by the item, shell-quoted
-    foreach = ["web-01", "web-02"]  # optional: one command per item (also $RUNJOURNAL_ITEM)
+    run = 'ssh "$RUNJOURNAL_ITEM" apply-patch'  # the item, from the environment
+    foreach = ["web-01", "web-02"]  # optional: one command per item
     concurrency = 2                 # optional: items in parallel (default 1)
+
+``{item}`` in ``run`` still works, and is safe: it becomes a reference to
+``$RUNJOURNAL_ITEM`` (see :mod:`runjournal.cli.engine.itemref`), never the item's text, so
+the shell never parses an item. Heartbeat intervals and timeouts must lie in the range of
+:mod:`runjournal.journal.limits`; names and items are at most
+:data:`~runjournal.journal.plan.MAX_NAME_BYTES`.
 
 Every mistake is reported as one :class:`WorkflowError` line naming the file and line.
 """
@@ -22,19 +28,21 @@ Every mistake is reported as one :class:`WorkflowError` line naming the file and
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runjournal.cli.engine.itemref import ITEM_PLACEHOLDER, item_reference
 from runjournal.journal.errors import JournalError
 from runjournal.journal.events import PlannedStep
+from runjournal.journal.limits import MAX_HEARTBEAT_INTERVAL, MAX_TIMEOUT, BadDurationError, check_seconds
+from runjournal.journal.plan import MAX_NAME_BYTES
 from runjournal.journal.run import DEFAULT_HEARTBEAT_INTERVAL
 
-ITEM_PLACEHOLDER = "{item}"
+__all__ = ["ITEM_PLACEHOLDER", "MAX_NAME", "Step", "Workflow", "WorkflowError", "check_name", "load_workflow"]
+
 MAX_NAME = 200
 _TOP_KEYS = frozenset({"name", "heartbeat_interval", "steps"})
 _STEP_KEYS = frozenset({"name", "run", "foreach", "concurrency", "timeout"})
@@ -63,7 +71,7 @@ class Step:
             return list(self.argv)
         text = self.run or ""
         if item is not None:
-            text = text.replace(ITEM_PLACEHOLDER, shlex.quote(item))
+            text = item_reference(text)  # the item itself reaches the command only through its environment
         return ["/bin/sh", "-c", text]
 
     def planned(self) -> PlannedStep:
@@ -101,10 +109,18 @@ def file_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
+"""Largest workflow file read (64 MiB): ``/dev/zero`` or a runaway generator is refused, not read forever."""
+
+
 def read_workflow_bytes(path: Path) -> bytes:
-    """The bytes of a workflow file, or a one-line :class:`WorkflowError`."""
+    """The bytes of a workflow file (a pipe like ``<(generate)`` too), or a one-line :class:`WorkflowError`."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_WORKFLOW_BYTES + 1)
+        if len(data) > MAX_WORKFLOW_BYTES:
+            raise WorkflowError(f"{path}: larger than {MAX_WORKFLOW_BYTES // (1024 * 1024)} MiB; not a workflow file")
+        return data
     except FileNotFoundError:
         raise WorkflowError(f"{path}: no such workflow file") from None
     except IsADirectoryError:
@@ -131,6 +147,10 @@ def parse_workflow(data: bytes, source: str = "<workflow>") -> Workflow:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise WorkflowError(_toml_error(source, str(exc))) from None
+    except RecursionError:
+        raise WorkflowError(f"{source}: invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # a number tomllib cannot convert (over 4,300 digits)
+        raise WorkflowError(f"{source}: invalid TOML: {str(exc).split(';')[0]}") from None
     return _Validator(source, text).workflow(doc)
 
 
@@ -172,6 +192,7 @@ class _Validator:
         self.lines = text.splitlines()
         headers = [n for n, line in enumerate(self.lines) if re.match(r"^\s*\[", line)]
         self.top_end = headers[0] if headers else len(self.lines)
+        self.step_headers = [n for n, text in enumerate(self.lines) if re.match(r"^\s*\[\[\s*steps\s*\]\]", text)]
 
     def fail(self, message: str, line: int | None = None) -> WorkflowError:
         where = f"{self.source}:{line}" if line else self.source
@@ -186,7 +207,8 @@ class _Validator:
         interval = doc.get("heartbeat_interval")
         if interval is None:
             interval = DEFAULT_HEARTBEAT_INTERVAL
-        interval = self.positive(interval, "'heartbeat_interval'", self.key_line("heartbeat_interval", 0, self.top_end))
+        interval = self.seconds(interval, "'heartbeat_interval'", MAX_HEARTBEAT_INTERVAL,
+                                self.key_line("heartbeat_interval", 0, self.top_end))
         raw_steps = doc.get("steps")
         if not isinstance(raw_steps, list) or not raw_steps:
             raise self.fail("a workflow needs at least one [[steps]] table with 'name' and 'run'")
@@ -218,7 +240,7 @@ class _Validator:
         concurrency = self.concurrency(raw.get("concurrency"), foreach, label, at("concurrency"))
         timeout = raw.get("timeout")
         if timeout is not None:
-            timeout = self.positive(timeout, f"{label} 'timeout'", at("timeout"))
+            timeout = self.seconds(timeout, f"{label} 'timeout'", MAX_TIMEOUT, at("timeout"))
         return Step(name, run, None, foreach, concurrency, timeout)
 
     def name(self, value: object, what: str, line: int | None) -> str:
@@ -240,9 +262,13 @@ class _Validator:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) and v and "\x00" not in v for v in value):
             raise self.fail(f"{label} 'foreach' must be a list of non-empty strings", line)
-        duplicates = sorted({v for v in value if value.count(v) > 1})
-        if duplicates:
-            raise self.fail(f"{label} 'foreach' lists {duplicates[0]!r} twice; items must be unique", line)
+        seen: set[str] = set()
+        for item in value:  # one pass with a set: loading 100k items stays linear
+            if item in seen:
+                raise self.fail(f"{label} 'foreach' lists {item!r} twice; items must be unique", line)
+            if len(item) > MAX_NAME_BYTES // 4 and len(item.encode()) > MAX_NAME_BYTES:
+                raise self.fail(f"{label} 'foreach' has an item over {MAX_NAME_BYTES} bytes: {item[:40]!r}...", line)
+            seen.add(item)
         return tuple(value)
 
     def concurrency(self, value: object, foreach: tuple[str, ...] | None, label: str, line: int | None) -> int:
@@ -254,10 +280,11 @@ class _Validator:
             raise self.fail(f"{label} 'concurrency' only applies to a step with 'foreach'", line)
         return value
 
-    def positive(self, value: object, what: str, line: int | None) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise self.fail(f"{what} must be a number of seconds > 0", line)
-        return float(value)
+    def seconds(self, value: object, what: str, maximum: float, line: int | None) -> float:
+        try:
+            return check_seconds(value, what, maximum)  # type: ignore[arg-type]
+        except BadDurationError as exc:
+            raise self.fail(str(exc), line) from None
 
     def key_line(self, key: str, start: int, stop: int | None = None) -> int | None:
         """1-based line of ``key = ...`` between lines ``start`` and ``stop`` (0-based, exclusive)."""
@@ -269,7 +296,7 @@ class _Validator:
 
     def step_line(self, index: int) -> int | None:
         """1-based line of the ``index``-th ``[[steps]]`` header."""
-        headers = [n for n, text in enumerate(self.lines) if re.match(r"^\s*\[\[\s*steps\s*\]\]", text)]
+        headers = self.step_headers
         return headers[index] + 1 if index < len(headers) else None
 
     def step_key_line(self, index: int, key: str) -> int | None:

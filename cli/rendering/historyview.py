@@ -14,7 +14,7 @@ from typing import Any
 from runjournal.cli.rendering.output import clean
 from runjournal.cli.rendering.textfmt import duration_text, local_time, run_span
 from runjournal.journal.readmodel import parse_time
-from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE
+from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE, UNTRUSTED
 from runjournal.projections.history import HistoryRow
 
 
@@ -48,7 +48,7 @@ def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
         "steps_total": 0 if unreadable else summary.steps_total,
         "rerun_of": None if unreadable else summary.rerun_of,
         "path": str(path),
-        "error": row.reason if unreadable else None,
+        "error": row.reason if row.status in UNTRUSTED else None,
     }
 
 

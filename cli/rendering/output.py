@@ -99,6 +99,18 @@ def emit_text(line: str, raw: bool = False) -> None:
     click.echo(line, color=True if raw else None)
 
 
+def emit_lines(lines: Iterable[str], raw: bool = False, batch: int = 512) -> None:
+    """Print lines of text output as :func:`emit_text` would, a batch per write (a million-line ``show``)."""
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == batch:
+            emit_text("\n".join(chunk), raw)
+            chunk = []
+    if chunk:
+        emit_text("\n".join(chunk), raw)
+
+
 def use_color() -> bool:
     """Whether to colour stdout: a terminal that is not ``TERM=dumb``, and ``NO_COLOR`` unset or empty.
 
@@ -119,6 +131,8 @@ STATUS_COLORS = {
     DERIVED_ABANDONED: "magenta",
     "cancelled": "yellow",
     "running": "cyan",
+    "damaged": "red",
+    "unreadable": "red",
 }
 
 
@@ -136,6 +150,8 @@ def clean(text: object, raw: bool = False, *, inline: bool = False) -> str:
     shown as ``\\n`` and ``\\t`` even with ``raw``, so one value can never break a row.
     """
     value = "" if text is None else str(text)
+    if value.isascii() and value.isprintable():
+        return value  # nothing to neutralise or escape (the common case, a million times in a big `show`)
     if not raw:
         value = sanitize(value, keep_newlines=not inline)
     return value.replace("\n", "\\n").replace("\t", "\\t") if inline else value

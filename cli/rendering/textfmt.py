@@ -89,10 +89,11 @@ def _chunks(rows: Iterable[list[str]], size: int) -> Iterator[list[list[str]]]:
 
 def _join(cells: list[str], widths: list[int], styled: dict[int, Callable[[str, int], str]]) -> str:
     last = len(cells) - 1
-    parts = []
-    for i, cell in enumerate(cells):
-        width = 0 if i == last else widths[i]
-        parts.append(styled[i](cell, width) if i in styled else cell.ljust(width))
+    parts = [cell.ljust(width) for cell, width in zip(cells[:last], widths, strict=False)]
+    parts.append(cells[last])
+    for i, style in styled.items():
+        if i < len(cells):
+            parts[i] = style(cells[i], 0 if i == last else widths[i])
     return "  ".join(parts).rstrip()
 
 

@@ -19,14 +19,14 @@ from runjournal.cli.rendering.views import (
     DERIVED_ABANDONED,
     display_reason,
     display_status,
-    progress_lists,
+    progress_units,
     run_duration,
     unit_status,
 )
 from runjournal.journal.events import Event, StepProgress
 from runjournal.projections.leftovers import describe, unit_label
 from runjournal.projections.reconcile import CurrentState
-from runjournal.projections.state import RunState
+from runjournal.projections.state import RunState, StepState
 
 STATUS_WIDTH = len(DERIVED_ABANDONED)
 EVENT_TYPE_WIDTH = len("step-progress")
@@ -54,38 +54,52 @@ STEP_HEADER = ["STEP", "STATUS", "DONE/TOTAL", "STARTED", "DURATION", "EXIT", "M
 
 
 def step_table(state: RunState, raw: bool) -> Iterator[str]:
-    """The per-step table: state, fan-out progress, start time, duration, exit code, message."""
-    rows = []
-    for step in state.steps.values():
-        span = step.ended_at - step.started_at if step.started_at and step.ended_at else None
-        progress = "-" if step.total is None else f"{step.done or 0}/{step.total}"
-        rows.append([
-            clean(step.name, raw, inline=True) + ("" if step.planned else " (unplanned)"),
-            unit_status(state, step.state),
-            progress,
-            local_time(step.started_at),
-            duration_text(span),
-            "-" if step.exit_code is None else str(step.exit_code),
-            clean(step.message, raw, inline=True),
-        ])
-    return aligned(rows, STEP_HEADER, styled={1: status_text})
+    """The per-step table: state, fan-out progress, start time, duration, exit code, message (streamed)."""
+    return aligned((_step_row(state, step, raw) for step in state.steps.values()), STEP_HEADER,
+                   styled={1: status_text})
+
+
+def _step_row(state: RunState, step: StepState, raw: bool) -> list[str]:
+    span = step.ended_at - step.started_at if step.started_at and step.ended_at else None
+    return [
+        clean(step.name, raw, inline=True) + ("" if step.planned else " (unplanned)"),
+        unit_status(state, step.state),
+        "-" if step.total is None else f"{step.done or 0}/{step.total}",
+        local_time(step.started_at),
+        duration_text(span),
+        "-" if step.exit_code is None else str(step.exit_code),
+        clean(step.message, raw, inline=True),
+    ]
 
 
 _LIST_TITLES = ("completed", "in flight", "never started")
 
 
 def progress_text(state: RunState, raw: bool) -> Iterator[str]:
-    """Which steps/items completed, were in flight, never started: one entry per step (and outcome)."""
-    for title, units in zip(_LIST_TITLES, progress_lists(state), strict=True):
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for unit in units:
-            groups.setdefault((unit["step"], unit["status"]), []).append(unit)
+    """Which steps/items completed, were in flight, never started: one entry per step (and outcome).
+
+    Streamed bucket by bucket: a step's units are contiguous, so only one group is held at a time.
+    """
+    for title, bucket in zip(_LIST_TITLES, ("ended", "started", "pending"), strict=True):
         label = f"{title}:"
-        if not groups:
-            yield f"{label:<15}-"
-        for (step, status), members in groups.items():
+        for (step, status), members in _groups(progress_units(state, bucket)):
             yield from _group_lines(f"{label:<15}", _unit_label(step, status, raw), members, raw)
             label = ""
+        if label:
+            yield f"{label:<15}-"
+
+
+def _groups(units: Iterator[dict[str, Any]]) -> Iterator[tuple[tuple[str, str], list[dict[str, Any]]]]:
+    key, members = None, []
+    for unit in units:
+        unit_key = (unit["step"], unit["status"])
+        if unit_key != key and members:
+            yield key, members  # type: ignore[misc]
+            members = []
+        key = unit_key
+        members.append(unit)
+    if members:
+        yield key, members  # type: ignore[misc]
 
 
 def _group_lines(lead: str, step_label: str, members: list[dict[str, Any]], raw: bool) -> Iterator[str]:

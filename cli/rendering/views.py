@@ -7,7 +7,7 @@ digits, as in the journal. The text forms are in :mod:`cli.textviews`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ def display_reason(current: CurrentState) -> str | None:
     """The terminal event's reason, the derived verdict's for ``abandoned?``, or the read error."""
     if display_status(current) == UNREADABLE:
         return str(current.error)
+    if current.damage is not None:
+        return str(current.damage)
     return current.reason
 
 
@@ -72,16 +74,27 @@ def run_summary(current: CurrentState, path: Path) -> dict[str, Any]:
         "rerun_of": state.started.rerun_of if state.started else None,
         "path": str(path),
         "error": None if current.error is None else str(current.error),
+        "damage": None if current.damage is None else damage_object(current.damage),
     }
 
 
-def run_detail(current: CurrentState, path: Path) -> dict[str, Any]:
-    """The ``show`` object of a run: the summary plus steps, items, evidence, late events and anomalies."""
+def damage_object(damage: Any) -> dict[str, Any]:
+    """Where and why a damaged run stops verifying (its first bad line)."""
+    return {"path": damage.path, "line": damage.line, "offset": damage.offset, "reason": damage.reason,
+            "shown_up_to_line": damage.line - 1}
+
+
+def run_detail(current: CurrentState, path: Path, *, steps: bool = True) -> dict[str, Any]:
+    """The ``show`` object of a run: the summary plus steps, items, evidence, late events and anomalies.
+
+    ``steps=False`` leaves out the per-step and per-item lists (the text form prints those
+    from the state itself, and a run of a million steps should not be held twice).
+    """
     state = current.state
     terminal = state.terminal
     derived = current.derived
     detail = run_summary(current, path)
-    completed, in_flight, never_started = progress_lists(state)
+    completed, in_flight, never_started = progress_lists(state) if steps else ([], [], [])
     detail.update(
         recorded_status=state.status,
         writer=state.started.writer.model_dump(mode="json") if state.started else None,
@@ -92,7 +105,7 @@ def run_detail(current: CurrentState, path: Path) -> dict[str, Any]:
         derived=None if derived is None else _verdict_object(derived),
         last_seq=state.last_seq,
         events=state.events,
-        steps=[step_object(step, state) for step in state.steps.values()],
+        steps=[step_object(step, state) for step in state.steps.values()] if steps else [],
         completed=completed,
         in_flight=in_flight,
         never_started=never_started,
@@ -166,16 +179,18 @@ def progress_lists(state: RunState) -> tuple[list[dict[str, Any]], list[dict[str
     (``item`` null). Completed means ended: succeeded, failed or skipped; the items of a
     skipped step that have no state of their own count as skipped with it.
     """
-    lists: dict[str, list[dict[str, Any]]] = {"ended": [], "started": [], "pending": []}
+    return tuple(list(progress_units(state, bucket)) for bucket in ("ended", "started", "pending"))  # type: ignore[return-value]
+
+
+def progress_units(state: RunState, bucket: str) -> Iterator[dict[str, Any]]:
+    """The units of one list of :func:`progress_lists` (``ended``, ``started`` or ``pending``), in step order."""
     for step in state.steps.values():
         units: Iterable[StepState | ItemState] = step.items.values() if step.items else (step,)
         for unit in units:
             status = "skipped" if unit.state == "pending" and step.state == "skipped" else unit.state
-            bucket = "ended" if status in _ENDED else status
-            status = unit_status(state, status)
-            item = unit.name if isinstance(unit, ItemState) else None
-            lists[bucket].append({"step": step.name, "item": item, "status": status})
-    return lists["ended"], lists["started"], lists["pending"]
+            if ("ended" if status in _ENDED else status) == bucket:
+                item = unit.name if isinstance(unit, ItemState) else None
+                yield {"step": step.name, "item": item, "status": unit_status(state, status)}
 
 
 def event_object(event: Event, state: RunState) -> dict[str, Any]:

@@ -217,8 +217,15 @@ class HistoryIndex:
                 self._dirty.add(number)
 
     def save(self) -> None:
-        """Write every changed shard atomically; a journal root we cannot write to is not an error."""
+        """Write every changed shard atomically; a journal root we cannot write to is not an error.
+
+        Nothing is saved in a root this process's user does not own: reading another user's
+        journal (as root, say) must not leave files there its owner cannot replace.
+        """
         if not self._dirty or not self.save_enabled:
+            return
+        if not _owns(self.store.root):
+            self.problem = f"history index not saved in {self.directory}: the journal belongs to another user"
             return
         try:
             ensure_private_dir(self.directory)
@@ -230,6 +237,14 @@ class HistoryIndex:
             self.problem = f"history index not saved in {self.directory}: {exc}"
             return
         self._dirty.clear()
+
+
+def _owns(root: Path | str) -> bool:
+    """Whether this process's effective user owns the journal root."""
+    try:
+        return os.stat(root).st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def _resumable(entry: list[Any], info: os.stat_result) -> bool:
@@ -275,9 +290,13 @@ def _fold_entry(
     error = errors[0] if errors else None
     info = identity
     entry = [run_id, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, projector.row(state, error)]
-    if not projector.is_terminal(state) and error is None:
+    snapshot = None if projector.is_terminal(state) or error is not None else projector.dump(state)
+    if snapshot is not None:  # None: the projector keeps no snapshot of this state (too large to be worth it)
         c = reader.cursor
-        entry += [c.offset, c.line, c.seq, c.prev_hash, projector.dump(state)]
+        entry += [c.offset, c.line, c.seq, c.prev_hash, snapshot]
+    hand_over = getattr(projector, "handed_over", None)  # optional in a projector (see Projector.handed_over)
+    if hand_over is not None and not projector.is_terminal(state) and error is None:
+        hand_over(run_id, state, reader.cursor)  # the state is not used here after this
     return entry
 
 

@@ -70,15 +70,17 @@ class JsonlRunReader(RunReader):
                     path, item.line_no, item.offset, f"line is {item.length} bytes, over the {MAX_LINE_BYTES}-byte cap"
                 )
             event, digest = decode_line(item.data, cur.prev_hash, path=path, line_no=item.line_no, offset=item.offset)
-            check_sequence(event, item, self.run_id, cur.seq, path)
-            cur = Cursor(item.end, item.line_no + 1, cur.seq + 1, digest)
+            if event.seq != cur.seq or event.run_id != self.run_id or cur.seq == 0:
+                check_sequence(event, item, self.run_id, cur.seq, path)
+            end = item.offset + len(item.data) + 1
+            cur = Cursor(end, item.line_no + 1, cur.seq + 1, digest)
             self.cursor = cur
-            yield Record(event, item.line_no, item.offset, item.end)
+            yield Record(event, item.line_no, item.offset, end)
 
 
-def scan_to_end(path: Path, run_id: str, fd: int | None = None) -> JsonlRunReader:
-    """Read a whole run file (validating every line) and return the exhausted reader."""
-    reader = JsonlRunReader(path, run_id, fd=fd)
+def scan_to_end(path: Path, run_id: str, fd: int | None = None, cursor: Cursor | None = None) -> JsonlRunReader:
+    """Read a run file to its end (validating every line, from ``cursor`` if given); return the exhausted reader."""
+    reader = JsonlRunReader(path, run_id, cursor, fd=fd)
     for _ in reader:
         pass
     return reader

@@ -35,7 +35,7 @@ from runjournal.journal.fsio import fsync_dir, open_regular
 from runjournal.journal.jsonl.reader import JsonlRunReader
 from runjournal.journal.jsonl.writer import JsonlRunWriter
 from runjournal.journal.lines import TornTail
-from runjournal.journal.records import Record
+from runjournal.journal.records import Cursor, Record
 from runjournal.journal.store import LockedRun
 
 if TYPE_CHECKING:
@@ -57,9 +57,9 @@ class JsonlLockedRun(LockedRun):
         """The fragment after the last whole line, if the file ends in one."""
         return self.writer.torn_tail
 
-    def _records(self) -> Iterator[Record]:
-        """The run's records, validated, read through the locked fd."""
-        return iter(JsonlRunReader(self.writer.path, self.writer.run_id, fd=self.writer.fd))
+    def _records(self, after: Cursor | None = None) -> Iterator[Record]:
+        """The run's records (after ``after``, if given), validated, read through the locked fd."""
+        return iter(JsonlRunReader(self.writer.path, self.writer.run_id, after, fd=self.writer.fd))
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Quarantine a torn tail if there is one, then append and sync ``abandoned``.
@@ -107,8 +107,8 @@ class JsonlLockedRun(LockedRun):
 
 
 @contextmanager
-def locked_run(store: JsonlStore, run_id: str) -> Iterator[JsonlLockedRun]:
-    """Hold ``run_id``'s writer lock for the ``with`` block.
+def locked_run(store: JsonlStore, run_id: str, resume: Cursor | None = None) -> Iterator[JsonlLockedRun]:
+    """Hold ``run_id``'s writer lock for the ``with`` block (``resume``: see :meth:`JsonlStore.open_writer`).
 
     Raises :class:`~runjournal.journal.errors.RunLockedError` if a live writer or another
     reconciler holds it, and :class:`~runjournal.journal.errors.JournalWriteError` (with
@@ -120,7 +120,7 @@ def locked_run(store: JsonlStore, run_id: str) -> Iterator[JsonlLockedRun]:
         # A journal made read-only on purpose is left alone even where open() would work.
         raise JournalWriteError(errno.EACCES, f"{path} or its directory is not writable")
     try:
-        writer = store.open_writer(run_id)
+        writer = store.open_writer(run_id, resume=resume)
     except OSError as exc:
         if is_read_only_error(exc) and not isinstance(exc, JournalWriteError):
             raise JournalWriteError(exc.errno, f"cannot open {path} for writing: {exc.strerror}") from None
@@ -192,6 +192,7 @@ def _create_synced(directory: Path, name: str, src: int, start: int, end: int) -
     try:
         fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            give_to_owner_of(fd, src)
             for chunk in _chunks(src, start, end):
                 view = memoryview(chunk)
                 while view:
@@ -207,6 +208,22 @@ def _create_synced(directory: Path, name: str, src: int, start: int, end: int) -
         ) from None
     finally:
         _unlink_quietly(tmp)
+
+
+def give_to_owner_of(fd: int, model: int) -> None:
+    """Give the new file ``fd`` the owner of the file ``model`` (the run file), where this process may.
+
+    A reconciler running as another user (root, reading a user's root) must leave files the
+    run's owner can still read and remove; without the privilege to change owners the
+    reconciler is that owner anyway (a 0700 root admits no one else), so EPERM is ignored.
+    """
+    want = os.fstat(model)
+    have = os.fstat(fd)
+    if (have.st_uid, have.st_gid) != (want.st_uid, want.st_gid):
+        try:
+            os.fchown(fd, want.st_uid, want.st_gid)
+        except PermissionError:
+            pass
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -109,11 +109,14 @@ class JsonlStore(StoreLayout, Store):
         cursor = Cursor(len(line), 2, 1, digest)
         return JsonlRunWriter(fd, final, started.run_id, cursor, durability=durability, clock=clock)
 
-    def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now) -> JsonlRunWriter:
+    def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now,
+                    resume: Cursor | None = None) -> JsonlRunWriter:
         """Take the writer role of an existing run (for reconcilers and importers).
 
         Raises :class:`RunLockedError` if a live process holds the run's lock. The returned
         writer knows the run's last seq and hash, and any torn tail it must repair first.
+        ``resume`` is a cursor the caller read up to: only the lines after it are scanned
+        (they must continue its hash chain), so a long run is not read twice.
         """
         from runjournal.journal.jsonl.reader import scan_to_end
         from runjournal.journal.jsonl.writer import JsonlRunWriter
@@ -129,7 +132,7 @@ class JsonlStore(StoreLayout, Store):
             pid, host = self.writer_of(run_id)
             raise RunLockedError(run_id, pid, host)
         try:
-            reader = scan_to_end(path, run_id, fd=fd)
+            reader = scan_to_end(path, run_id, fd=fd, cursor=resume)
         except BaseException:
             os.close(fd)
             raise
@@ -150,11 +153,11 @@ class JsonlStore(StoreLayout, Store):
 
     # -- repair -----------------------------------------------------------------------
 
-    def locked_run(self, run_id: str) -> AbstractContextManager[JsonlLockedRun]:
+    def locked_run(self, run_id: str, resume: Cursor | None = None) -> AbstractContextManager[JsonlLockedRun]:
         """Hold ``run_id``'s lock for a ``with`` block, to repair and reconcile it (:mod:`~runjournal.journal.jsonl.repair`)."""
         from runjournal.journal.jsonl.repair import locked_run
 
-        return locked_run(self, run_id)
+        return locked_run(self, run_id, resume)
 
     # -- history ----------------------------------------------------------------------
 

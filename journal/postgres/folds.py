@@ -92,10 +92,11 @@ class FoldCache:
         errors: list[str] = []
         state = self.projector.fold(_until_corrupt(reader.events(), errors), start)
         row = self.projector.row(state, errors[0] if errors else None)
-        if not errors:
+        snapshot = None if errors else self.projector.dump(state)
+        if snapshot is not None:  # None: the projector keeps no snapshot of this (large, live) run
             c = reader.cursor
             self._pending.append(
-                (run_id, c.seq - 1, c.prev_hash, c.offset, orjson.dumps(row).decode(), orjson.dumps(self.projector.dump(state)).decode())
+                (run_id, c.seq - 1, c.prev_hash, c.offset, orjson.dumps(row).decode(), orjson.dumps(snapshot).decode())
             )
             if len(self._pending) >= SAVE_BATCH:
                 self._save()

@@ -253,8 +253,11 @@ class PgStore(Store):
         return None, None
 
     @contextmanager
-    def locked_run(self, run_id: str) -> Iterator[PgLockedRun]:
-        """Hold ``run_id``'s lock for the ``with`` block (raises :class:`RunLockedError` if taken)."""
+    def locked_run(self, run_id: str, resume: Cursor | None = None) -> Iterator[PgLockedRun]:
+        """Hold ``run_id``'s lock for the ``with`` block (raises :class:`RunLockedError` if taken).
+
+        ``resume`` is accepted for the store interface; the database needs no scan to append.
+        """
         writer = self.open_writer(run_id)
         try:
             yield PgLockedRun(writer)

@@ -246,9 +246,9 @@ class PgLockedRun(LockedRun):
     def __init__(self, writer: PgRunWriter) -> None:
         super().__init__(writer)
 
-    def _records(self) -> Iterator[Record]:
-        """The run's records, read through the locked session."""
-        return iter(PgRunReader(self.writer.store, self.writer.run_id, None, connection=self.writer.conn))
+    def _records(self, after: Cursor | None = None) -> Iterator[Record]:
+        """The run's records (after ``after``, if given), read through the locked session."""
+        return iter(PgRunReader(self.writer.store, self.writer.run_id, after, connection=self.writer.conn))
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Append ``abandoned`` (``fields``: all but the envelope); refuse a terminal or empty run."""

@@ -19,6 +19,7 @@ from runjournal.journal.events import (
     Failed,
     FailReason,
     Heartbeat,
+    ItemsPlanned,
     PlannedStep,
     Started,
     StepProgress,
@@ -99,6 +100,13 @@ def make_progress(
 ) -> StepProgress:
     """A ``step-progress`` event; ``fields`` are ``done``, ``total``, ``item``, ``item_state``, ..."""
     return StepProgress(run_id=run_id, seq=seq, ts=_ts(seq, ts), step=step, state=state, **fields)
+
+
+def make_items_planned(
+    seq: int, step: str, items: list[str], *, run_id: str = DEFAULT_RUN_ID, ts: datetime | None = None
+) -> ItemsPlanned:
+    """An ``items-planned`` event."""
+    return ItemsPlanned(run_id=run_id, seq=seq, ts=_ts(seq, ts), step=step, items=items)
 
 
 def make_heartbeat(seq: int, *, run_id: str = DEFAULT_RUN_ID, ts: datetime | None = None) -> Heartbeat:

@@ -18,6 +18,7 @@ from runjournal.journal.events import (
     Failed,
     FailReason,
     Heartbeat,
+    ItemsPlanned,
     PlannedStep,
     QuarantinedTail,
     Started,
@@ -152,6 +153,11 @@ def step_progress_events(run_id: str | None = None, seq: int | None = None) -> s
     )
 
 
+def items_planned_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[ItemsPlanned]:
+    """Any ``items-planned`` event."""
+    return st.builds(ItemsPlanned, **_envelope(run_id, seq), step=texts(), items=st.lists(texts(), max_size=5))
+
+
 def heartbeat_events(run_id: str | None = None, seq: int | None = None) -> st.SearchStrategy[Heartbeat]:
     """Any ``heartbeat`` event."""
     return st.builds(Heartbeat, **_envelope(run_id, seq))
@@ -199,6 +205,7 @@ EVENT_STRATEGIES = {
     "started": started_events,
     "step-progress": step_progress_events,
     "heartbeat": heartbeat_events,
+    "items-planned": items_planned_events,
     "succeeded": succeeded_events,
     "failed": failed_events,
     "cancelled": cancelled_events,
