@@ -11,7 +11,7 @@ import pytest
 from runjournal.journal import codec
 from runjournal.journal.codec import MAX_LINE_BYTES, chain_hash, decode_line, encode_line
 from runjournal.journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
-from runjournal.journal.events import Heartbeat
+from runjournal.journal.events import SCHEMA_VERSIONS, Heartbeat
 from runjournal.journal.records import GENESIS_HASH
 from runjournal.journal.testing import journal_lines, make_heartbeat, make_stream
 
@@ -207,7 +207,7 @@ def test_started_v1_reads_with_an_unknown_pid_namespace() -> None:
     obj = HEARTBEAT | {"seq": 0, "type": "started", "workflow": "w", "steps": [], "writer": writer,
                        "heartbeat_interval": 1.0}
     event = decode(obj_line(obj))
-    assert (event.v, event.writer.pid_ns) == (2, None)
+    assert (event.v, event.writer.pid_ns) == (SCHEMA_VERSIONS["started"], None)
     with pytest.raises(CorruptLineError, match="pid_ns"):
         decode(obj_line(obj | {"writer": writer | {"pid_ns": 7}}))
 
