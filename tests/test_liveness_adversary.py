@@ -202,7 +202,7 @@ def test_cancel_never_signals_a_decoy_at_the_writers_pid(store: JsonlStore, tmp_
 
 
 def test_an_unreadable_run_whose_lock_is_held_blocks_a_second_start(store: JsonlStore, tmp_path: Path) -> None:
-    """A run that cannot be read to its end but whose writer still holds its lock might be running: no second start."""
+    """A run that cannot be read to its end (damaged) but whose writer still holds its lock might be running: no second start."""
     from runjournal.journal.run import start_run
 
     run = start_run("held", ["s"], store=store, heartbeat_interval=30)
@@ -211,10 +211,10 @@ def test_an_unreadable_run_whose_lock_is_held_blocks_a_second_start(store: Jsonl
             f.write(b'{"not": "a journal line"}\n')  # the writer keeps its fd, and its lock
         listed = cli(store, "history", "--json")
         assert listed.returncode == 3  # a run could not be read
-        assert [row["status"] for row in json.loads(listed.stdout)] == ["unreadable"]
+        assert [row["status"] for row in json.loads(listed.stdout)] == ["damaged"]  # its prefix still reads
         wf = write_workflow(tmp_path, 'name = "held"\n[[steps]]\nname = "s"\nrun = "true"\n')
         second = cli(store, "run", str(wf))
-        assert second.returncode == 3 and f"already has a live run {run.run_id}" in second.stderr
+        assert second.returncode == 3 and f"already has a damaged run whose lock is held {run.run_id}" in second.stderr
         assert list(store.run_ids()) == [run.run_id]
     finally:
         run.writer.close()
