@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from runjournal.journal.errors import JournalError
     from runjournal.journal.events import EVENT_ADAPTER, Event
     from runjournal.journal.memory import MemoryStore
+    from runjournal.journal.readmodel import Projector
     from runjournal.journal.run import Run, start_run
     from runjournal.journal.store import Store
-    from runjournal.journal.stores import open_store
     from runjournal.projections.fold import fold
     from runjournal.projections.reconcile import current_state
     from runjournal.projections.state import RunState
@@ -61,11 +61,21 @@ _LAZY: dict[str, str] = {
     "Run": "runjournal.journal.run",
     "start_run": "runjournal.journal.run",
     "Store": "runjournal.journal.store",
-    "open_store": "runjournal.journal.stores",
     "fold": "runjournal.projections.fold",
     "current_state": "runjournal.projections.reconcile",
     "RunState": "runjournal.projections.state",
 }
+
+
+def open_store(target: Any = None, *, local_root: Any = None, projector: Projector | None = None) -> Store:
+    """Open the store ``target`` names (:func:`runjournal.journal.stores.open_store`), with the history projector.
+
+    A database store's writers then keep each run's summary row current with every append.
+    """
+    from runjournal.journal.stores import open_store as open_named
+    from runjournal.projections.summary import PROJECTOR
+
+    return open_named(target, local_root=local_root, projector=projector or PROJECTOR)
 
 
 def __getattr__(name: str) -> Any:

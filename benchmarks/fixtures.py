@@ -61,10 +61,15 @@ def dead_pid() -> int:
         return 2**22 + 1
 
 
-def run_id_for(index: int) -> str:
-    """The time-sortable id of fixture run ``index`` (one run a minute from :data:`BASE_TIME`)."""
-    moment = BASE_TIME + timedelta(minutes=index)
+def run_id_for(index: int, minutes_apart: int = 1) -> str:
+    """The time-sortable id of fixture run ``index`` (one run every ``minutes_apart`` minutes from :data:`BASE_TIME`)."""
+    moment = BASE_TIME + timedelta(minutes=index * minutes_apart)
     return moment.strftime("%Y%m%dT%H%M%S%fZ") + f"-{index % 65536:04x}"
+
+
+def workflow_for(index: int, workflows: int) -> str:
+    """The workflow of fixture run ``index``: ``bench`` alone, or ``bench-0`` ... ``bench-{workflows - 1}`` in turn."""
+    return "bench" if workflows <= 1 else f"bench-{index % workflows}"
 
 
 def identity() -> WriterIdentity:
@@ -80,7 +85,7 @@ def identity() -> WriterIdentity:
     )
 
 
-def run_events(run_id: str, count: int, outcome: str, writer: WriterIdentity) -> list[Event]:
+def run_events(run_id: str, count: int, outcome: str, writer: WriterIdentity, workflow: str = "bench") -> list[Event]:
     """``count`` events of one run: started, steps (one fan-out), heartbeats, then ``outcome``.
 
     ``outcome`` is a terminal type, or ``running`` for a run whose writer died mid-way.
@@ -95,7 +100,7 @@ def run_events(run_id: str, count: int, outcome: str, writer: WriterIdentity) ->
     def add(cls: type, **fields: object) -> None:
         events.append(cls(run_id=run_id, seq=len(events), ts=ts(), **fields))
 
-    add(Started, workflow="bench", steps=planned, inputs={"n": 1}, writer=writer, heartbeat_interval=30.0)
+    add(Started, workflow=workflow, steps=planned, inputs={"n": 1}, writer=writer, heartbeat_interval=30.0)
     body: list[tuple[type, dict[str, object]]] = []
     for step in STEPS:
         if step == "test":
@@ -160,13 +165,14 @@ def write_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _write_chunk(args: tuple[str, int, int, int, tuple[int, ...]]) -> None:
-    runs_dir, first, last, events_per_run, orphans = args
+def _write_chunk(args: tuple[str, int, int, int, tuple[int, ...], int, int]) -> None:
+    runs_dir, first, last, events_per_run, orphans, minutes_apart, workflows = args
     writer = identity()
     orphan_set = set(orphans)
     for index in range(first, last):
-        run_id = run_id_for(index)
-        events = run_events(run_id, events_per_run, outcome_for(index, orphan_set), writer)
+        run_id = run_id_for(index, minutes_apart)
+        events = run_events(run_id, events_per_run, outcome_for(index, orphan_set), writer,
+                            workflow_for(index, workflows))
         write_file(Path(runs_dir) / f"{run_id}.jsonl", encode_run(events))
 
 
@@ -178,23 +184,30 @@ def orphan_indexes(runs: int, orphans: int) -> tuple[int, ...]:
     return tuple(sorted({runs - 1 - k * step for k in range(orphans)}))
 
 
-def build(root: Path, runs: int, events_per_run: int, *, orphans: int = 0, workers: int | None = None) -> Fixture:
-    """Create ``root/runs`` with ``runs`` runs of ``events_per_run`` events (``orphans`` left running)."""
+def build(
+    root: Path, runs: int, events_per_run: int, *, orphans: int = 0, workers: int | None = None,
+    minutes_apart: int = 1, workflows: int = 1,
+) -> Fixture:
+    """Create ``root/runs`` with ``runs`` runs of ``events_per_run`` events (``orphans`` left running).
+
+    Runs start ``minutes_apart`` minutes apart; ``workflows`` > 1 spreads them over that many workflows.
+    """
     runs_dir = root / "runs"
     runs_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
     orphan_idx = orphan_indexes(runs, orphans)
     workers = workers or os.cpu_count() or 1
     size = max(1, -(-runs // (workers * 8)))
-    chunks = [(str(runs_dir), a, min(runs, a + size), events_per_run, orphan_idx) for a in range(0, runs, size)]
+    chunks = [(str(runs_dir), a, min(runs, a + size), events_per_run, orphan_idx, minutes_apart, workflows)
+              for a in range(0, runs, size)]
     if workers == 1 or runs < 2000:
         for chunk in chunks:
             _write_chunk(chunk)
     else:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_write_chunk, chunks))
-    ids = tuple(run_id_for(i) for i in range(runs))
-    return Fixture(root, runs, events_per_run, tuple(run_id_for(i) for i in orphan_idx), ids)
+    ids = tuple(run_id_for(i, minutes_apart) for i in range(runs))
+    return Fixture(root, runs, events_per_run, tuple(run_id_for(i, minutes_apart) for i in orphan_idx), ids)
 
 
 def reset_orphans(fixture: Fixture) -> None:

@@ -43,6 +43,7 @@ import orjson  # noqa: E402
 from runjournal.journal.postgres.schema import redact  # noqa: E402
 from runjournal.journal.run import Run, start_run  # noqa: E402
 from runjournal.journal.stores import open_store  # noqa: E402
+from runjournal.projections.summary import PROJECTOR  # noqa: E402
 
 KINDS = {"state": "state", "heartbeat": "none"}
 """Event kind -> the writer's durability."""
@@ -77,7 +78,7 @@ class Case:
 def writer_main(target: str, kind: str, count: int, barrier: Any, results: Any) -> None:
     """One writer process: create a run, wait on ``barrier``, append ``count`` events, report to ``results``."""
     try:
-        store = open_store(target)
+        store = open_store(target, projector=PROJECTOR)  # as the CLI opens it: PG writers keep the summary row
         steps = [f"s{i:05d}" for i in range((count + 1) // 2)] if kind == "state" else ["s"]
         run = start_run("bench-stores", steps, store=store, durability=KINDS[kind])
     except Exception:  # noqa: BLE001 - reported to the parent, which prints it

@@ -43,6 +43,8 @@ COMMANDS: dict[str, str] = {
     "verify": "runjournal.cli.commands.verify:verify",
     "export": "runjournal.cli.commands.transfer:export",
     "import": "runjournal.cli.commands.transfer:import_",
+    "prune": "runjournal.cli.commands.prune:prune_command",
+    "upgrade-db": "runjournal.cli.commands.upgrade:upgrade_db",
     "schema": "runjournal.cli.commands.schema:schema",
 }
 """Command name -> ``module:attribute`` of its click command."""

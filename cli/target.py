@@ -22,10 +22,14 @@ class Target:
     store: str | None = None
 
     def open(self) -> Store:
-        """The store (opened on each call; a database store connects on first use)."""
-        from runjournal.journal.stores import open_store  # the store classes only when a command needs one
+        """The store (opened on each call; a database store connects on first use).
 
-        return open_store(self.store if self.store else self.root, local_root=self.root)
+        Given the history projector, so a database store's writers keep each run's summary row current.
+        """
+        from runjournal.journal.stores import open_store  # the store classes only when a command needs one
+        from runjournal.projections.summary import PROJECTOR
+
+        return open_store(self.store if self.store else self.root, local_root=self.root, projector=PROJECTOR)
 
     def require_existing(self) -> None:
         """Refuse (exit 2, one line) a journal directory that does not exist: reading it would say "no runs"."""

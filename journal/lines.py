@@ -2,7 +2,7 @@
 
 A final fragment without its newline is a :class:`TornTail` (what a SIGKILL mid-``write``
 or a reader racing the writer sees) and is never handed out as a line. A line longer than
-:data:`~journal.codec.MAX_LINE_BYTES` is an :class:`OverlongLine`: skipped to its newline
+:data:`MAX_LINE_BYTES` is an :class:`OverlongLine`: skipped to its newline
 without being held in memory.
 """
 
@@ -13,9 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from runjournal.journal.codec import MAX_LINE_BYTES
-
 CHUNK_BYTES = 1 << 20
+
+MAX_LINE_BYTES = 1024 * 1024
+"""Longest accepted line, newline included (1 MiB). Longer lines are corrupt.
+
+Defined here, a leaf without the event models, so that listing runs never imports them;
+:mod:`runjournal.journal.codec` re-exports it."""
 
 
 class RawLine(NamedTuple):

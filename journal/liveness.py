@@ -50,6 +50,11 @@ class HostFacts:
     pid_ns_now: int | None = None
     """This reader's own pid namespace: pid facts mean something only within the writer's."""
 
+    @property
+    def owner_alive(self) -> bool:
+        """False: a host lock held proves nothing alone (a rebooted host, an inheriting child), the verdict decides."""
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class ServerFacts:
@@ -66,6 +71,16 @@ class ServerFacts:
     server_now: datetime | None
     last_received_at: datetime | None
     lock_holder: dict[str, Any] | None = None
+
+    @property
+    def owner_alive(self) -> bool:
+        """Whether a live session on the server holds the run's lock: then its writer cannot be judged dead.
+
+        The server releases a session's lock when the session ends, however it ends, so a
+        held lock is a session still there. A listing may show such a run as recorded
+        without folding it (the verdict would be ``alive`` or ``unknown``, never ``dead``).
+        """
+        return self.lock_held is True
 
 
 WriterFacts = HostFacts | ServerFacts

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from runjournal.journal.codec import decode_line, encode_line
 from runjournal.journal.errors import (
@@ -42,10 +44,11 @@ from runjournal.journal.events import Abandoned, Started
 from runjournal.journal.ids import validate_prefix, validate_run_id
 from runjournal.journal.lines import RawLine
 from runjournal.journal.liveness import HostFacts, observe_host
-from runjournal.journal.readmodel import summary_of
-from runjournal.journal.records import GENESIS_HASH, Cursor, Record, check_sequence
+from runjournal.journal.readmodel import Folded, LiveFold, summary_of
+from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor, Record, check_sequence
 from runjournal.journal.sidefiles import SideFiles
-from runjournal.journal.store import Clock, Durability, LockedRun, RunReader, RunWriter, Store, utc_now
+from runjournal.journal.status import TERMINAL_TYPES
+from runjournal.journal.store import Clock, Durability, LockedRun, Pruned, RunReader, RunWriter, Store, utc_now
 from runjournal.journal.verify import verify_lines
 
 if TYPE_CHECKING:
@@ -67,6 +70,9 @@ class MemoryStore(Store):
         self._owners: dict[str, MemoryRunWriter] = {}
         self._versions: dict[str, int] = {}
         self._cached: dict[str, tuple[int, list[Any]]] = {}  # run id -> (lines folded, summary row)
+        self._heads: dict[str, Anchor] = {}  # run id -> its head, recorded with each append (the anchor)
+        self._live: dict[str, LiveFold] = {}  # runs the last listing yielded as not finished
+        self._finished_runs: set[str] = set()  # runs with a terminal event: their head is an anchor
         self._workflow_locks: dict[str, threading.Lock] = {}
         self._changed = threading.Condition()
 
@@ -91,6 +97,7 @@ class MemoryStore(Store):
             if run_id in self._lines:
                 raise RunExistsError(run_id)
             self._lines[run_id] = [line[:-1]]
+            self._heads[run_id] = Anchor(0, digest, len(line))
             writer = MemoryRunWriter(self, run_id, Cursor(len(line), 2, 1, digest), durability, clock)
             self._owners[run_id] = writer
             self._bump(run_id)
@@ -120,13 +127,16 @@ class MemoryStore(Store):
             return None, None
         return (event.writer.pid, event.writer.host) if isinstance(event, Started) else (None, None)
 
-    def _append_line(self, writer: MemoryRunWriter, event: Event, line: bytes) -> None:
-        """Store one encoded line for ``writer``, which must still own the run at its seq."""
+    def _append_line(self, writer: MemoryRunWriter, event: Event, line: bytes, digest: str) -> None:
+        """Store one encoded line for ``writer``, which must still own the run at its seq; move its head."""
         with self._changed:
-            lines = self._lines[writer.run_id]
-            if self._owners.get(writer.run_id) is not writer or len(lines) != event.seq:
+            lines = self._lines.get(writer.run_id)
+            if lines is None or self._owners.get(writer.run_id) is not writer or len(lines) != event.seq:
                 raise WriterFencedError(f"run {writer.run_id}: this writer no longer owns the run; the append was refused")
             lines.append(line)
+            self._heads[writer.run_id] = Anchor(event.seq, digest, writer.cursor.offset + len(line) + 1)
+            if event.type in TERMINAL_TYPES:
+                self._finished_runs.add(writer.run_id)
             self._bump(writer.run_id)
 
     def _release(self, writer: MemoryRunWriter) -> None:
@@ -192,6 +202,7 @@ class MemoryStore(Store):
     ) -> Iterator[RunSummary]:
         """Every run's summary, newest first; a run is folded again only after it grew."""
         run_ids = sorted(self.run_ids(), reverse=True)
+        self._live = {}
         for position, run_id in enumerate(run_ids):
             lines = self._snapshot(run_id, 0)
             cached = self._cached.get(run_id)
@@ -201,8 +212,18 @@ class MemoryStore(Store):
                 cached = (len(lines), self._fold(run_id, projector))
                 self._cached[run_id] = cached
             summary = summary_of(run_id, cached[1])
+            if not summary.is_terminal and summary.error is None:
+                self._live[run_id] = LiveFold(None, lambda run_id=run_id: self._fold_state(run_id, projector))
             if query.matches(summary):
                 yield summary
+
+    def take_fold(self, run_id: str) -> LiveFold | None:
+        """The fold of a run the last listing yielded as not finished (folded when asked for), once."""
+        return self._live.pop(run_id, None)
+
+    def _fold_state(self, run_id: str, projector: Projector) -> Folded:
+        reader = MemoryRunReader(self, run_id, None)
+        return Folded(projector.fold(reader.events()), reader.cursor)
 
     def _fold(self, run_id: str, projector: Projector) -> list[Any]:
         errors: list[str] = []
@@ -246,7 +267,7 @@ class MemoryStore(Store):
     def verify(self, run_id: str) -> Iterator[Problem]:
         """Every problem in the run's lines."""
         self._require(run_id)
-        return verify_lines(self._snapshot(run_id, 0), run_id, self.location(run_id))
+        return verify_lines(self._snapshot(run_id, 0), run_id, self.location(run_id), anchors=self.anchors(run_id))
 
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
         """The run's lines as stored."""
@@ -254,13 +275,51 @@ class MemoryStore(Store):
         return iter(self._snapshot(run_id, 0))
 
     def import_lines(self, run_id: str, lines: list[bytes]) -> None:
-        """Store a whole, already verified run (stored as given: readers check it)."""
+        """Store a whole, already verified run (stored as given: readers check it); its last line is its head."""
         validate_run_id(run_id)
         with self._changed:
             if run_id in self._lines:
                 raise RunExistsError(run_id)
             self._lines[run_id] = list(lines)
+            if lines:
+                self._heads[run_id] = Anchor(len(lines) - 1, orjson.loads(lines[-1]).get("h", ""),
+                                             sum(len(line) + 1 for line in lines))
+                if self._finished(run_id):
+                    self._finished_runs.add(run_id)
             self._bump(run_id)
+
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """A finished run's head as recorded with its last append (or import); empty while it runs."""
+        self._require(run_id)
+        head = self._heads.get(run_id)
+        return [head] if head is not None and run_id in self._finished_runs else []
+
+    # -- retention --------------------------------------------------------------------
+
+    def prune(self, run_ids: Collection[str]) -> list[Pruned]:
+        """Forget each finished run nobody owns."""
+        return [self._prune_one(run_id) for run_id in sorted(set(run_ids))]
+
+    def _prune_one(self, run_id: str) -> Pruned:
+        with self._changed:
+            if validate_run_id(run_id) not in self._lines:
+                return Pruned(run_id, "missing")
+            if run_id in self._owners:
+                return Pruned(run_id, "locked")
+            if not self._finished(run_id):
+                return Pruned(run_id, "unfinished")
+            for table in (self._lines, self._heads, self._cached, self._versions, self._live):
+                table.pop(run_id, None)  # type: ignore[attr-defined]
+            self._finished_runs.discard(run_id)
+            self._changed.notify_all()
+        return Pruned(run_id, "pruned")
+
+    def _finished(self, run_id: str) -> bool:
+        """Whether the run's lines hold a terminal event (read up to the first bad line)."""
+        try:
+            return any(event.type in TERMINAL_TYPES for event in MemoryRunReader(self, run_id, None).events())
+        except CorruptLineError:
+            return False
 
 
 class MemoryRunWriter(RunWriter):
@@ -273,7 +332,7 @@ class MemoryRunWriter(RunWriter):
     def _write(self, event: Event) -> None:
         line, digest = encode_line(event, self.cursor.prev_hash)
         try:
-            self.store._append_line(self, event, line[:-1])
+            self.store._append_line(self, event, line[:-1], digest)
         except WriterFencedError:
             self._refusal = "another writer took the run over"
             raise

@@ -21,6 +21,7 @@ from runjournal.journal.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from runjournal.journal.events import Event
+    from runjournal.journal.liveness import WriterFacts
     from runjournal.journal.records import Cursor
 
 Progress = Callable[[int, int], None]
@@ -87,7 +88,14 @@ class HistoryQuery:
     """Which runs ``history`` wants, by their recorded summary (None: no filter).
 
     ``statuses`` are recorded statuses; ``since``/``until`` bound the start time
-    (``since <= started_at < until``).
+    (``since <= started_at < until``). A summary with an ``error`` (a run that could not be
+    read to its end) passes the status and reason filters: nobody can tell what it is, and
+    hiding it would hide the problem.
+
+    ``limit`` is a hint, never a cap: the caller expects to stop after about this many
+    rows, so a store may read its rows in pages of that size. A store still yields every
+    matching run the caller asks for (callers filter again by what is shown after
+    reconciliation, so they may need more rows than ``limit``).
     """
 
     workflow: str | None = None
@@ -95,15 +103,17 @@ class HistoryQuery:
     reason: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    limit: int | None = None
 
     def matches(self, summary: RunSummary) -> bool:
         """Whether ``summary`` passes every filter."""
         if self.workflow is not None and summary.workflow != self.workflow:
             return False
-        if self.statuses is not None and summary.status not in self.statuses:
-            return False
-        if self.reason is not None and summary.reason != self.reason:
-            return False
+        if summary.error is None:
+            if self.statuses is not None and summary.status not in self.statuses:
+                return False
+            if self.reason is not None and summary.reason != self.reason:
+                return False
         if self.since is None and self.until is None:
             return True
         started = parse_time(summary.started_at)
@@ -122,6 +132,12 @@ class Projector(Protocol):
     def fold(self, events: Iterable[Event], start: Any = None) -> Any:
         """Fold ``events`` onto ``start`` (a fresh state when None) and return the new state."""
 
+    def advance(self, state: Any, events: Iterable[Event]) -> Any:
+        """Fold ``events`` onto ``state``, which the caller owns (it may be updated in place), and return it.
+
+        What a writer keeping its run's summary current calls on each append: no copy of the state.
+        """
+
     def row(self, state: Any, error: str | None = None) -> list[Any]:
         """The :data:`SUMMARY_FIELDS` values of ``state`` (``error``: why the fold stopped early)."""
 
@@ -138,3 +154,34 @@ class Projector(Protocol):
         """A store that just folded an unfinished run may hand the state (now the projector's) and the
         cursor it stopped at over here, so the caller need not read the run again (optional: a
         store may never call it, a projector may drop what it gets)."""
+
+
+class Folded(NamedTuple):
+    """A run's fold state and the cursor just after the last event folded into it: enough to fold
+    only what is appended later (the state is the holder's to update)."""
+
+    state: Any
+    cursor: Cursor
+
+
+@dataclass(slots=True)
+class LiveFold:
+    """What a store's read model hands over about a run it listed as not finished (:meth:`Store.take_fold`).
+
+    ``facts`` are the writer facts the store observed *after* it read the run's summary (so
+    they cannot predate the run's writer), or None when the caller must ask
+    :meth:`~runjournal.journal.store.Store.writer_facts` itself. :meth:`fold` gives the run's
+    full fold state, folded forward from the store's saved fold (reading only what was
+    appended since), computed on first call: a caller that only needs ``facts`` never pays
+    for it.
+    """
+
+    facts: WriterFacts | None
+    compute: Callable[[], Folded]
+    folded: Folded | None = None
+
+    def fold(self) -> Folded:
+        """The run's current fold state and the cursor at its end (computed once)."""
+        if self.folded is None:
+            self.folded = self.compute()
+        return self.folded

@@ -29,6 +29,20 @@ class Cursor(NamedTuple):
     prev_hash: str = GENESIS_HASH
 
 
+class Anchor(NamedTuple):
+    """A run's head as recorded outside its lines: ``seq`` and ``hash`` (``h``) of a line and
+    ``offset``, the byte just past it (in the run's JSONL form, in every store).
+
+    What makes deleting a run's final lines, or rewriting and re-hashing them, detectable:
+    the hash chain alone cannot tell a shorter or re-hashed run from a genuine one. While an
+    anchor is recorded, the run's line ``seq`` must still have that hash and end at that offset.
+    """
+
+    seq: int
+    hash: str
+    offset: int
+
+
 class Record(NamedTuple):
     """An event with where it sits in its run."""
 

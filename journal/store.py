@@ -18,12 +18,16 @@ The capabilities, grouped as a caller needs them:
   :class:`LockedRun` appends ``abandoned``); :meth:`Store.open_writer` takes a run over.
 * **history**: :meth:`Store.summaries` is the history read model (summaries newest first,
   with the :class:`~runjournal.journal.readmodel.HistoryQuery` filters the store can push
-  down), folded with the projector the caller supplies.
+  down), folded with the projector the caller supplies; :meth:`Store.take_fold` hands over
+  what it learned of a run that is not finished, so reconciling it reads nothing twice.
 * **follow**: :meth:`Store.watch` says when a run may have grown.
 * **liveness**: :meth:`Store.writer_facts` observes what a verdict on the run's writer needs.
 * **start**: :meth:`Store.workflow_lock` serialises "is a run of this workflow live? start one".
-* **verify and transfer**: :meth:`Store.verify` checks every line; :meth:`Store.raw_lines` and
-  :meth:`Store.import_lines` move a run's exact lines between stores.
+* **verify and transfer**: :meth:`Store.verify` checks every line and the run's
+  :meth:`Store.anchors`; :meth:`Store.raw_lines` and :meth:`Store.import_lines` move a
+  run's exact lines between stores.
+* **retention**: :meth:`Store.prune` deletes finished runs (archiving them first is the
+  caller's business: :mod:`runjournal.projections.prune`).
 * **side files**: :attr:`Store.side_files` is this host's directory for step logs and cancel
   requests, whatever the store.
 
@@ -35,13 +39,13 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from runjournal.journal.errors import NotReconcilableError, WriterClosedError
-from runjournal.journal.records import Cursor, Record
+from runjournal.journal.records import Anchor, Cursor, Record
 from runjournal.journal.sidefiles import SideFiles
 from runjournal.journal.status import TERMINAL_TYPES
 
@@ -49,11 +53,12 @@ if TYPE_CHECKING:
     from runjournal.journal.events import Abandoned, Cancelled, Event, Started, WriterIdentity
     from runjournal.journal.lines import TornTail
     from runjournal.journal.liveness import WriterFacts
-    from runjournal.journal.readmodel import HistoryQuery, Progress, Projector, RunSummary
+    from runjournal.journal.readmodel import HistoryQuery, LiveFold, Progress, Projector, RunSummary
     from runjournal.journal.verify import Problem
 
 __all__ = [
-    "Clock", "Cursor", "Durability", "LockedRun", "Record", "RunReader", "RunWriter", "SideFiles", "Store", "utc_now",
+    "Clock", "Cursor", "Durability", "LockedRun", "Pruned", "Record", "RunReader", "RunWriter", "SideFiles", "Store",
+    "utc_now",
 ]
 
 Durability = Literal["state", "all", "none"]
@@ -66,6 +71,19 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The default clock: now, in UTC."""
     return datetime.now(UTC)
+
+
+PruneOutcome = Literal["pruned", "unfinished", "locked", "missing"]
+"""What :meth:`Store.prune` did with one run: ``pruned`` (deleted); ``unfinished`` (no terminal
+event in its lines, or lines that cannot be read to one: never deleted); ``locked`` (a process holds the run's lock: a writer that may still
+append late events, or a reconciler); ``missing`` (no such run)."""
+
+
+class Pruned(NamedTuple):
+    """The outcome of pruning one run."""
+
+    run_id: str
+    outcome: PruneOutcome
 
 
 class RunReader(ABC):
@@ -291,6 +309,14 @@ class Store(ABC):
         ``projector``; the cache behind them is disposable and rebuilt from the runs.
         """
 
+    @abstractmethod
+    def take_fold(self, run_id: str) -> LiveFold | None:
+        """Hand over, once, what the last :meth:`summaries` learned of ``run_id``, yielded as not finished.
+
+        None when the store kept nothing for it (not yielded, finished, already taken, or a
+        store without such a cache): the caller then reads the run itself.
+        """
+
     # -- follow -----------------------------------------------------------------------
 
     @abstractmethod
@@ -321,7 +347,17 @@ class Store(ABC):
 
     @abstractmethod
     def verify(self, run_id: str) -> Iterator[Problem]:
-        """Every problem in the run's lines (hash chain, sequence, framing), with where it is."""
+        """Every problem in the run's lines (hash chain, sequence, framing, and its anchor), with where it is."""
+
+    @abstractmethod
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """The heads anchored for ``run_id`` outside its lines: a finished run's head; empty while it runs
+        (or in a store that keeps none).
+
+        Recorded by the run's writer with its appends, so deleting the run's final lines, or
+        rewriting and re-hashing them, no longer matches (:meth:`verify` reports both): every
+        anchored line must still be there with its hash, ending at its offset.
+        """
 
     @abstractmethod
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
@@ -330,6 +366,18 @@ class Store(ABC):
     @abstractmethod
     def import_lines(self, run_id: str, lines: list[bytes]) -> None:
         """Store a whole, already verified run; raises RunExistsError if the id is taken."""
+
+    # -- retention --------------------------------------------------------------------
+
+    @abstractmethod
+    def prune(self, run_ids: Collection[str]) -> list[Pruned]:
+        """Delete each of ``run_ids`` that is finished and that nobody holds the lock of; say what happened to each.
+
+        Checked against the runs themselves under each run's lock (a terminal event in its
+        lines), never against a cached summary: a run that is not finished is never deleted.
+        Everything the store keeps of a run goes (its lines, its read-model entries, a
+        quarantined torn tail); the host's side files are the caller's.
+        """
 
     # -- sharing ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from runjournal.journal.codec import MAX_LINE_BYTES, decode_line, split_hash
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.fsio import open_regular
 from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
-from runjournal.journal.records import GENESIS_HASH, check_sequence
+from runjournal.journal.records import GENESIS_HASH, Anchor, check_sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +62,40 @@ def verify_file(path: Path, run_id: str) -> Iterator[Problem]:
         yield Problem(where, 1, 0, "empty", "the journal has no complete line (no 'started' event)")
 
 
-def verify_lines(lines: Iterable[bytes], run_id: str, where: str) -> Iterator[Problem]:
-    """The same checks over a run's lines as a database store holds them (one row, one line)."""
+def verify_lines(
+    lines: Iterable[bytes], run_id: str, where: str, *, anchors: Iterable[Anchor] = ()
+) -> Iterator[Problem]:
+    """The same checks over a run's lines as a database store holds them (one row, one line).
+
+    ``anchors`` are heads the store recorded outside the lines (:meth:`Store.anchors`), read
+    *before* them: the lines must reach each, and the line at its seq must carry its hash and
+    end at its offset (lines after it are a run that grew meanwhile). So deleting a run's
+    final lines (``truncated``), or rewriting lines and re-hashing the chain
+    (``anchor-mismatch``), is found, which the chain alone cannot show.
+    """
     chain = _Chain()
     offset = 0
+    wanted = {anchor.seq: anchor for anchor in anchors}
     for line_no, data in enumerate(lines, 1):
         problem = _check_item(RawLine(line_no, offset, data), chain, run_id, where)
-        offset += len(data) + 1
+        start, offset = offset, offset + len(data) + 1
         if problem is not None:
             yield problem
+        anchor = wanted.pop(chain.seq - 1, None)
+        if anchor is not None and (chain.prev_hash, offset) != (anchor.hash, anchor.offset):
+            yield Problem(
+                where, line_no, start, "anchor-mismatch",
+                f"line {line_no} (seq {anchor.seq}) is not the head anchored when it was appended "
+                f"(hash {anchor.hash[:12]}..., ending at byte {anchor.offset}): the run was rewritten",
+            )
     if chain.lines == 0:
         yield Problem(where, 1, 0, "empty", "the run has no line (no 'started' event)")
+    for anchor in sorted(wanted.values()):
+        yield Problem(
+            where, chain.lines + 1, offset, "truncated",
+            f"the run's anchored head is seq {anchor.seq}, but its lines end at seq {chain.seq - 1}: "
+            "its final lines were deleted",
+        )
 
 
 def _check_item(item: RawLine | OverlongLine | TornTail, chain: _Chain, run_id: str, where: str) -> Problem | None:

@@ -14,12 +14,12 @@ models.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runjournal.journal.errors import JournalError
-from runjournal.journal.readmodel import HistoryQuery, Progress, RunSummary
+from runjournal.journal.readmodel import Folded, HistoryQuery, Progress, RunSummary
 from runjournal.journal.status import DAMAGED, DERIVED_ABANDONED, TERMINAL_STATUSES, UNREADABLE, UNTRUSTED
 from runjournal.projections.summary import KeepingProjector, summarize
 
@@ -28,13 +28,13 @@ if TYPE_CHECKING:
     from runjournal.projections.reconcile import CurrentState
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One run as ``history`` lists it: its summary, and the status and reason to show.
 
     ``status`` is the summary's, or ``abandoned?`` for a dead writer that could not be
     recorded, or ``damaged`` (the summary is of the lines before the first bad one) or
-    ``unreadable`` (nothing could be read); for those two ``reason`` is the read error.
+    ``unreadable`` (nothing could be read); for those two ``reason`` is the read error. A
+    named tuple: history builds one per run, a hundred thousand per call.
     """
 
     summary: RunSummary
@@ -60,19 +60,21 @@ def history_rows(
     query = query or HistoryQuery()
     options = _options(now, lease_intervals)
     projector = KeepingProjector()  # hands the read model's fresh fold of an unfinished run to reconcile
+    unfiltered = replace(query, limit=None) == HistoryQuery()
     for summary in store.summaries(_recorded(query), projector, progress=progress):
-        kept = None if summary.error is not None or summary.is_terminal else projector.take(summary.run_id)
-        row = _row(store, summary, reconcile, dict(options, known=_folded(kept)))
-        if shown_matches(query, row):
+        row = _row(store, summary, reconcile, options, projector)
+        if unfiltered or shown_matches(query, row):
             yield row
 
 
-def _row(store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
+def _row(
+    store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any], projector: KeepingProjector
+) -> HistoryRow:
     if summary.error is not None:
         return HistoryRow(summary, DAMAGED if summary.events else UNREADABLE, summary.error)
     if summary.is_terminal:
         return HistoryRow(summary, summary.status, summary.reason)
-    return _current_row(store, summary, reconcile, options)
+    return _current_row(store, summary, reconcile, dict(options, known=_folded(projector.take(summary.run_id))))
 
 
 def _recorded(query: HistoryQuery) -> HistoryQuery:
@@ -97,18 +99,23 @@ def shown_matches(query: HistoryQuery, row: HistoryRow) -> bool:
             return False
         if query.reason is not None and row.reason != query.reason:
             return False
+    if query.workflow is None and query.since is None and query.until is None:
+        return True
     return replace(query, statuses=None, reason=None).matches(row.summary)
 
 
-def _folded(kept: Any) -> Any:
-    if kept is None:
-        return None
-    from runjournal.projections.reconcile import Folded  # lazily: start-up cost (see the module docstring)
-
-    return Folded(*kept)
+def _folded(kept: Any) -> Folded | None:
+    return None if kept is None else Folded(*kept)
 
 
 def _current_row(store: Store, summary: RunSummary, reconcile: bool, options: dict[str, Any]) -> HistoryRow:
+    """A run not finished by its summary: shown as recorded while its writer provably lives, else judged
+    (and reconciled) from the fold the store handed over, if any."""
+    live = store.take_fold(summary.run_id)
+    if live is not None and live.facts is not None and live.facts.owner_alive:
+        return HistoryRow(summary, summary.status, summary.reason)
+    if options["known"] is None and live is not None:
+        options["known"] = live.fold()
     from runjournal.projections.reconcile import current_state  # lazily: start-up cost (see the module docstring)
 
     try:

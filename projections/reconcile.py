@@ -30,7 +30,7 @@ from runjournal.journal.errors import (
     is_read_only_error,
 )
 from runjournal.journal.identity import checker_identity
-from runjournal.journal.records import Cursor
+from runjournal.journal.readmodel import Folded
 from runjournal.journal.status import DAMAGED, DERIVED_ABANDONED
 from runjournal.journal.store import LockedRun, Store
 from runjournal.projections.fold import fold_into
@@ -116,14 +116,6 @@ _LOCK_BACKOFF_SECONDS = 0.005
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class Folded:
-    """A run's fold so far and the cursor its reader stopped at: enough to fold only what is appended later."""
-
-    state: RunState
-    cursor: Cursor
 
 
 def fold_run(store: Store, run_id: str, known: Folded | None = None) -> Folded:

@@ -55,6 +55,12 @@ class SummaryProjector:
 
         return fold(events, start=start)
 
+    def advance(self, state: RunState, events: Iterable[Event]) -> RunState:
+        """Fold ``events`` onto ``state`` in place (:func:`runjournal.projections.fold.fold_into`)."""
+        from runjournal.projections.fold import fold_into
+
+        return fold_into(state, events)
+
     def row(self, state: RunState, error: str | None = None) -> list[Any]:
         """See :func:`summary_row`."""
         return summary_row(state, error)

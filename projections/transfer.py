@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from runjournal.journal.errors import JournalError
+from runjournal.journal.records import Anchor
 from runjournal.journal.store import Store
 from runjournal.journal.verify import verify_lines
 from runjournal.projections.reconcile import current_state
 
-Outcome = Literal["copied", "unchanged", "running", "conflict", "damaged"]
+Outcome = Literal["copied", "unchanged", "running", "conflict", "damaged", "unverified"]
 """What happened to one run: ``copied``; ``unchanged`` (the destination already has the same
 lines); ``running`` (not finished, left out); ``conflict`` (the destination has a different
-run under this id); ``damaged`` (the source does not verify; nothing copied)."""
+run under this id); ``damaged`` (the source does not verify; nothing copied); ``unverified``
+(the copy read back differs from the source: only when asked to read it back)."""
 
-FAILURES = frozenset({"conflict", "damaged"})
+FAILURES = frozenset({"conflict", "damaged", "unverified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +46,27 @@ def copy_run(source: Store, destination: Store, run_id: str, *, reconcile: bool 
         return Transfer(run_id, "damaged", detail=f"{exc} (see 'runjournal verify')")
     if not current.state.is_terminal:
         return Transfer(run_id, "running", detail=f"status {current.status}: copy it once it has ended")
+    return copy_lines(source, destination, run_id)
+
+
+def copy_lines(source: Store, destination: Store, run_id: str, *, read_back: bool = False) -> Transfer:
+    """Copy a run known to be finished: its lines, verified (chain and anchor) first, byte for byte.
+
+    With ``read_back``, a copy is read back from ``destination`` and compared with the lines
+    copied (``unverified`` if it differs): what ``prune --archive`` needs before it deletes.
+    """
+    anchors = source.anchors(run_id)  # before the lines: see verify_lines
     lines = list(source.raw_lines(run_id))
+    transfer = _copy(source, destination, run_id, lines, anchors)
+    if read_back and transfer.outcome == "copied" and list(destination.raw_lines(run_id)) != lines:
+        detail = f"the copy in {destination.location(run_id)} reads back different lines"
+        return Transfer(run_id, "unverified", transfer.lines, transfer.bytes, detail)
+    return transfer
+
+
+def _copy(source: Store, destination: Store, run_id: str, lines: list[bytes], anchors: list[Anchor]) -> Transfer:
     size = sum(len(line) + 1 for line in lines)
-    problems = list(verify_lines(lines, run_id, source.location(run_id)))
+    problems = list(verify_lines(lines, run_id, source.location(run_id), anchors=anchors))
     if problems:
         return Transfer(run_id, "damaged", len(lines), size, f"{problems[0]} (see 'runjournal verify')")
     if destination.exists(run_id):

@@ -119,10 +119,10 @@ def test_every_store_implements_the_whole_interface(store_class: type[Store]) ->
 
 
 def test_the_interface_names_every_capability() -> None:
-    """The Store ABC names create, append (through the writer), read, repair, history, follow, liveness, start, verify, transfer."""
+    """The Store ABC names create, append (through the writer), read, repair, history, follow, liveness, start, verify, transfer, retention."""
     capabilities = {"create", "open_writer", "read", "run_ids", "exists", "resolve", "location", "locked_run",
-                    "summaries", "watch", "writer_facts", "writer_alive", "workflow_lock", "verify", "raw_lines",
-                    "import_lines", "address"}
+                    "summaries", "take_fold", "watch", "writer_facts", "writer_alive", "workflow_lock", "verify",
+                    "anchors", "raw_lines", "import_lines", "prune", "address"}
     assert capabilities <= Store.__abstractmethods__
     assert "side_files" in Store.__annotations__
 

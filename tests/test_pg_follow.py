@@ -1,4 +1,4 @@
-"""``follow`` on the PostgreSQL store: LISTEN/NOTIFY wakes the follower, and the CLI tails a live run."""
+"""``follow`` on the PostgreSQL store: LISTEN/NOTIFY wakes the follower, only followed runs notify, and the CLI tails a live run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from runjournal.journal.postgres.schema import lock_key, watch_channel
 from runjournal.journal.postgres.store import PgStore
 from runjournal.journal.run import start_run
 
@@ -38,6 +39,7 @@ def test_notification_for_the_run_wakes_the_watcher(pg_url: str) -> None:
     run = start_run("wf", ["a"], store=store)
     result: list[bool] = []
     watch = store.watch(run.run_id, poll_seconds=30)
+    assert next(watch) is True  # listening now: whatever was appended before must be read
     waiter = threading.Thread(target=lambda: result.append(next(watch)))
     waiter.start()
     _wait_for_listener(pg_url)
@@ -55,6 +57,7 @@ def test_other_runs_do_not_wake_the_watcher(pg_url: str) -> None:
     other = start_run("wf", ["a"], store=store)
     result: list[bool] = []
     watch = store.watch(mine.run_id, poll_seconds=1.0)
+    assert next(watch) is True
     waiter = threading.Thread(target=lambda: result.append(next(watch)))
     waiter.start()
     _wait_for_listener(pg_url)
@@ -65,6 +68,21 @@ def test_other_runs_do_not_wake_the_watcher(pg_url: str) -> None:
     watch.close()
     for run in (mine, other):
         run.writer.close()
+
+
+def test_only_a_followed_run_notifies(pg_url: str) -> None:
+    """Appends to a run nobody follows send no NOTIFY (no commit queues on the notify lock); once a session holds the run's watch lock, each append notifies the run's own channel."""
+    store = PgStore(pg_url)
+    run = start_run("wf", ["a"], store=store)
+    with psycopg.connect(pg_url, autocommit=True) as listener, psycopg.connect(pg_url, autocommit=True) as follower:
+        listener.execute(f'LISTEN "{watch_channel(run.run_id)}"')  # hears the channel, but does not follow
+        run.step_started("a")
+        assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
+        follower.execute("SELECT pg_advisory_lock_shared(%s)", (lock_key("watch", run.run_id),))
+        run.step_succeeded("a")
+        heard = list(listener.notifies(timeout=10, stop_after=1))
+        assert [n.payload for n in heard] == [run.run_id]
+    run.writer.close()
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,9 +13,11 @@ import pytest
 from runjournal.journal.events import AbandonReason
 from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.memory import MemoryStore
+from runjournal.journal.readmodel import RunSummary, summary_of
 from runjournal.journal.store import Store
 from runjournal.journal.testing.contract import StoreContract
 from runjournal.journal.testing.contract_support import RID, write_run
+from runjournal.projections.summary import PROJECTOR
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +47,7 @@ class TestPgStore(StoreContract):
     """One PostgreSQL database (psycopg is imported only by these tests)."""
 
     abandon_reason = AbandonReason.WRITER_SESSION_ENDED  # the server released the session lock
+    keeps_summaries = True  # writers given the projector keep rj_runs.summary current
 
     @pytest.fixture(autouse=True)
     def _database(self, pg_url: str) -> None:
@@ -52,7 +56,16 @@ class TestPgStore(StoreContract):
     def make_store(self) -> Store:
         from runjournal.journal.postgres import PgStore
 
-        return PgStore(self.url, local_root=self.tmp_path / "local")
+        return PgStore(self.url, local_root=self.tmp_path / "local", projector=PROJECTOR)
+
+    def recorded_summary(self, store: Store, run_id: str) -> RunSummary | None:
+        """``rj_runs.summary`` when it describes the run up to its head (read with a session of its own)."""
+        import psycopg  # only this suite needs the driver
+
+        with psycopg.connect(self.url) as conn:
+            rows = conn.execute("SELECT summary FROM rj_runs WHERE run_id = %s AND folded_seq = head_seq",
+                                (run_id,)).fetchall()
+        return summary_of(run_id, json.loads(rows[0][0])) if rows else None
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def history(
     query = HistoryQuery(
         workflow=workflow, statuses=frozenset({status}) if status else None, reason=reason,
         since=parse_since(since, now) if since is not None else None,
-        until=parse_when(until, now, "--until") if until is not None else None,
+        until=parse_when(until, now, "--until") if until is not None else None, limit=limit,
     )
     store = target.open()
     errors = ErrorTally()

@@ -24,10 +24,11 @@ def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) 
 
     What it detects: a changed, inserted, removed, duplicated or reordered line anywhere
     before the last one, a line from another run, a torn tail, framing and schema errors.
-    What it does not detect: lines dropped from the end of a run (a run cut back to an
-    earlier line verifies clean), a rewrite that recomputes every later hash, or a whole
-    file replaced by another valid run. The chain has no key and no anchor outside the
-    file: it shows accidental damage, not deliberate tampering (see docs/format.md).
+    On a store that anchors a finished run's head outside its lines (PostgreSQL, with every
+    append), also lines dropped from its end (`truncated`) and a rewrite that recomputes
+    every later hash (`anchor-mismatch`). Without an anchor it does not detect those, nor a
+    whole file replaced by another valid run: the chain has no key, it shows accidental
+    damage, not deliberate tampering (see docs/format.md).
     """
     store = target.open()
     run_ids = [store.resolve(ref) for ref in runs] if runs else sorted(store.run_ids())

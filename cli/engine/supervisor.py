@@ -39,6 +39,7 @@ from runjournal.journal.fsio import open_regular
 from runjournal.journal.status import STATUS_EXIT_CODES, ExitCode
 from runjournal.journal.store import Store
 from runjournal.journal.stores import open_store
+from runjournal.projections.summary import PROJECTOR
 
 READY_TIMEOUT = 60.0
 """Seconds the client waits for the supervisor to create the run."""
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.spec_fd, "rb", closefd=True) as pipe:
         handover = orjson.loads(pipe.read())
     os.set_inheritable(args.ready_fd, False)
-    store = open_store(handover["store"], local_root=Path(handover["side_files"]))
+    store = open_store(handover["store"], local_root=Path(handover["side_files"]), projector=PROJECTOR)
     return supervise(store, LaunchSpec.from_json(orjson.dumps(handover["spec"])), args.ready_fd)
 
 

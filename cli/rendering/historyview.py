@@ -23,32 +23,40 @@ def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | No
     if row.status == UNREADABLE:
         return None
     summary = row.summary
-    return run_span(
-        row.status, parse_time(summary.started_at), parse_time(summary.ended_at), parse_time(summary.last_activity), now
-    )
+    abandoned = row.status in ("abandoned", DERIVED_ABANDONED)  # run_span ends these at their last activity
+    ended = None if abandoned else parse_time(summary.ended_at)  # parse only what run_span will use: 100k rows
+    last = parse_time(summary.last_activity) if abandoned else None
+    return run_span(row.status, parse_time(summary.started_at), ended, last, now)
 
 
 def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
-    """The history JSON object of a run (``show --json`` starts with the same fields)."""
-    summary = row.summary
-    ended = summary.ended_at is not None or row.status == DERIVED_ABANDONED
-    duration = row_duration(row) if ended else None
-    unreadable = row.status == UNREADABLE
+    """The history JSON object of a run (``show --json`` starts with the same fields).
+
+    Built once per run, a hundred thousand times for a big ``history --json``: the common
+    case is kept to one dict display and, for an ended run, one duration.
+    """
+    summary, status = row.summary, row.status
+    if status == UNREADABLE:
+        return _unreadable_object(row, path)
+    duration = None
+    if summary.ended_at is not None or status == DERIVED_ABANDONED:
+        span = row_duration(row)
+        duration = None if span is None else round(span.total_seconds(), 6)
     return {
-        "run_id": summary.run_id,
-        "workflow": None if unreadable else summary.workflow,
-        "status": row.status,
-        "reason": row.reason,
-        "started_at": None if unreadable else summary.started_at,
-        "ended_at": None if unreadable else summary.ended_at,
-        "duration_s": None if duration is None else round(duration.total_seconds(), 6),
-        "host": None if unreadable else summary.host,
-        "pid": None if unreadable else summary.pid,
-        "steps_done": 0 if unreadable else summary.steps_done,
-        "steps_total": 0 if unreadable else summary.steps_total,
-        "rerun_of": None if unreadable else summary.rerun_of,
-        "path": str(path),
-        "error": row.reason if row.status in UNTRUSTED else None,
+        "run_id": summary.run_id, "workflow": summary.workflow, "status": status, "reason": row.reason,
+        "started_at": summary.started_at, "ended_at": summary.ended_at, "duration_s": duration,
+        "host": summary.host, "pid": summary.pid, "steps_done": summary.steps_done,
+        "steps_total": summary.steps_total, "rerun_of": summary.rerun_of, "path": str(path),
+        "error": row.reason if status in UNTRUSTED else None,  # a damaged run: its prefix, and why it stops
+    }
+
+
+def _unreadable_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
+    """An unreadable run: nothing of its summary is to be trusted, only its id and the error."""
+    return {
+        "run_id": row.summary.run_id, "workflow": None, "status": row.status, "reason": row.reason,
+        "started_at": None, "ended_at": None, "duration_s": None, "host": None, "pid": None, "steps_done": 0,
+        "steps_total": 0, "rerun_of": None, "path": str(path), "error": row.reason,
     }
 
 

@@ -72,17 +72,19 @@ def emit_json_array(rows: Iterable[Any], batch: int = 256) -> None:
     ``history --json`` over tens of thousands of runs.
     """
     out = sys.stdout
-    pending = ["["]
-    separator = "\n"
-    for row in rows:
-        pending.append(separator + dumps(row))
-        separator = ",\n"
-        if len(pending) >= batch:
-            out.write("".join(pending))
-            pending.clear()
-    pending.append("]\n" if separator == "\n" else "\n]\n")
-    out.write("".join(pending))
     out.flush()
+    binary = out.buffer  # bytes straight from orjson: no decode and re-encode per row
+    encode, pending, separator = orjson.dumps, [b"["], b"\n"
+    for row in rows:
+        pending.append(separator)
+        pending.append(encode(row, default=_default, option=orjson.OPT_UTC_Z))
+        separator = b",\n"
+        if len(pending) >= batch:
+            binary.write(b"".join(pending))
+            pending.clear()
+    pending.append(b"]\n" if separator == b"\n" else b"\n]\n")
+    binary.write(b"".join(pending))
+    binary.flush()
 
 
 def emit_objects(objects: Iterable[Any], fmt: OutputFormat) -> None:

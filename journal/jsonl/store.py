@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +35,10 @@ from runjournal.journal.jsonl.index import HistoryIndex
 from runjournal.journal.jsonl.layout import RUN_SUFFIX, StoreLayout
 from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
 from runjournal.journal.liveness import observe_host
-from runjournal.journal.records import GENESIS_HASH, Cursor
+from runjournal.journal.readmodel import Folded, LiveFold
+from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor
 from runjournal.journal.sidefiles import SideFiles
-from runjournal.journal.store import Clock, Durability, Store, utc_now
+from runjournal.journal.store import Clock, Durability, Pruned, Store, utc_now
 
 if TYPE_CHECKING:
     from runjournal.journal.events import Started, WriterIdentity
@@ -61,6 +62,8 @@ class JsonlStore(StoreLayout, Store):
         super().__init__(root)
         self.where = str(self.root)
         self.side_files = SideFiles(self.root)
+        self._index: HistoryIndex | None = None
+        self._live: set[str] = set()
 
     def location(self, run_id: str) -> str:
         """Where the run is, for messages and ``--json`` output: its file."""
@@ -165,9 +168,40 @@ class JsonlStore(StoreLayout, Store):
         self, query: HistoryQuery, projector: Projector, *, progress: Progress | None = None
     ) -> Iterator[RunSummary]:
         """Summaries from the index, newest first; the filters are applied to the indexed summaries."""
-        for summary in HistoryIndex(self, projector, progress=progress).summaries():
+        index = self._index = HistoryIndex(self, projector, progress=progress)
+        self._live = set()
+        for summary in index.summaries():
+            if not summary.is_terminal and summary.error is None:
+                self._live.add(summary.run_id)
             if query.matches(summary):
                 yield summary
+
+    def take_fold(self, run_id: str) -> LiveFold | None:
+        """The fold of a run the last listing yielded as not finished, from the index's saved state (reading only
+        the bytes appended since), once. No facts: a host lock is probed per run, when it is judged."""
+        index = self._index
+        if index is None or run_id not in self._live:
+            return None
+        self._live.discard(run_id)
+
+        def fold() -> Folded:
+            state, reader = index.state(run_id)
+            return Folded(state, reader.cursor)
+
+        return LiveFold(None, fold)
+
+    # -- retention --------------------------------------------------------------------
+
+    def prune(self, run_ids: Collection[str]) -> list[Pruned]:
+        """Delete each finished run nobody holds the lock of: its file, a quarantined torn tail, its index entry."""
+        from runjournal.journal.jsonl.prune import prune_runs
+
+        return prune_runs(self, run_ids)
+
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """Empty: the JSONL store keeps no anchor outside the run file yet."""
+        self.path(run_id)  # validated
+        return []
 
     # -- follow -----------------------------------------------------------------------
 

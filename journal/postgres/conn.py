@@ -13,8 +13,10 @@ from typing import Any
 from runjournal.journal.errors import RunExistsError, StoreUnavailableError
 from runjournal.journal.postgres.schema import (
     SCHEMA_LOCK_KEY,
-    SCHEMA_SQL,
+    SCHEMA_STATE_SQL,
+    SCHEMA_VERSION,
     redact,
+    schema_sql,
     writer_tcp_settings,
 )
 
@@ -56,20 +58,45 @@ def connect(
     except psycopg.Error as exc:
         raise StoreUnavailableError(f"cannot connect to PostgreSQL at {redact(url)}: {_first_line(exc)}") from None
     if ensure_schema:
-        with translate_errors(redact(url)):
-            _ensure_schema(conn)
+        try:
+            with translate_errors(redact(url)):
+                _ensure_schema(conn, redact(url))
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
-def _ensure_schema(conn: Any) -> None:
-    """Create the tables if they are missing; serialised, since CREATE IF NOT EXISTS races."""
-    # The trigger is the last object the DDL creates: if it is there, so is everything else.
-    exists = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'rj_events_notify')").fetchone()[0]
-    if exists:
+def _ensure_schema(conn: Any, where: str) -> None:
+    """Create the tables if they are missing (serialised: CREATE IF NOT EXISTS races); refuse another schema."""
+    if _schema_state(conn) == (("p", str(SCHEMA_VERSION)),):
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        conn.execute(SCHEMA_SQL)
+        state = _schema_state(conn)
+        if not state:
+            conn.execute(schema_sql())
+        elif state != (("p", str(SCHEMA_VERSION)),):
+            raise StoreUnavailableError(_wrong_schema(where, state[0]))
+
+
+def _schema_state(conn: Any) -> tuple[tuple[str, str | None], ...]:
+    """``(relkind of rj_events, schema version)``, or nothing on a database without the tables (one round trip)."""
+    return tuple(conn.execute(SCHEMA_STATE_SQL).fetchall())
+
+
+def _wrong_schema(where: str, state: tuple[str, str | None]) -> str:
+    kind, version = state
+    if kind == "r" or version == "1":
+        return (
+            f"PostgreSQL at {where} holds runjournal schema 1 (runjournal 0.2: events in one unpartitioned "
+            f"table, no summary rows, no anchors); this version needs schema {SCHEMA_VERSION}. Upgrade it in place "
+            "with 'runjournal --store URL upgrade-db' (see docs/postgres.md, 'Upgrading from schema 1')"
+        )
+    return (
+        f"PostgreSQL at {where} holds runjournal schema {version} (rj_events of kind {kind!r}), "
+        f"which this version ({SCHEMA_VERSION}) does not know: use the runjournal that made it"
+    )
 
 
 @contextmanager

@@ -13,7 +13,9 @@ A backend plugs in with one method (pytest collects the ``test_*`` methods)::
 defaults that suit a store other processes can open: :meth:`StoreContract.reopen` (another
 store object on the same runs: another session, for a database), and the class attributes
 :attr:`~StoreContract.abandon_reason` (the reason a closed writer's run is abandoned with)
-and :attr:`~StoreContract.shared_between_processes`.
+and :attr:`~StoreContract.shared_between_processes`; for a store whose writers keep each
+run's summary, :attr:`~ReadModelContract.keeps_summaries` and
+:meth:`~ReadModelContract.recorded_summary` (in :mod:`.contract_readmodel`).
 
 The suite needs pytest (and imports no database driver: a backend's own subclass does).
 """
@@ -53,6 +55,7 @@ from runjournal.journal.testing.builders import (
     make_identity,
     make_started,
 )
+from runjournal.journal.testing.contract_readmodel import ReadModelContract
 from runjournal.journal.testing.contract_support import (
     RID,
     begin,
@@ -74,8 +77,11 @@ LEASE_RUN_OUT = 1e-9
 """``lease_intervals`` for which any silence is past the lease."""
 
 
-class StoreContract:
-    """The contract suite; subclass it as ``Test<Backend>`` and implement :meth:`make_store`."""
+class StoreContract(ReadModelContract):
+    """The contract suite; subclass it as ``Test<Backend>`` and implement :meth:`make_store`.
+
+    The history read model's and retention's half is :class:`ReadModelContract`.
+    """
 
     abandon_reason: AbandonReason = AbandonReason.ORIGINATING_PROCESS_NOT_ALIVE
     """The reason a run whose writer closed (its recorded process gone) is abandoned with."""
@@ -90,7 +96,7 @@ class StoreContract:
         raise NotImplementedError
 
     def reopen(self, store: Store) -> Store:
-        """Another store object on the same runs (for a database: another session)."""
+        """Another store object on the same runs (for a database: another session), given no projector."""
         return open_store(store.address(), local_root=store.side_files.root)
 
     # -- fixtures ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,6 +59,17 @@ def write_run(store: Store, run_id: str = RID) -> None:
     run.succeed()
     run.close()
     assert writer_alive_after_close(store, run_id) is False
+
+
+def started(store: Store, run_id: str, workflow: str, minute: int, end: str | None) -> Run:
+    """A run of ``workflow`` started ``minute`` minutes after the base time, ended ``end`` and closed (None: left
+    running, its writer open: keep the returned run referenced, and close it)."""
+    run = start_run(workflow, ["build"], store=store, run_id=run_id, identity=make_identity(), durability="none",
+                    clock=ticking_clock(ticking_clock()() + timedelta(minutes=minute)))
+    if end is not None:
+        {"succeeded": run.succeed, "failed": lambda: run.fail(message="boom"), "cancelled": lambda: run.cancel("t")}[end]()
+        run.close()
+    return run
 
 
 def make_run(store: Store, run_id: str) -> None:
