@@ -42,16 +42,19 @@ class PruneResult:
 
 
 def prune_candidates(
-    store: Store, before: datetime, statuses: frozenset[str] | None = None, *, reconcile: bool = True
+    store: Store, before: datetime, statuses: frozenset[str] | None = None, *, reconcile: bool = True,
+    lease_intervals: float | None = None,
 ) -> list[str]:
     """The runs started before ``before`` that ``history`` shows finished (in ``statuses``, if given), oldest first.
 
     With ``reconcile=False`` (a dry run) nothing is written, and a run whose writer is gone
     (shown ``abandoned?``) counts as the ``abandoned`` run reconciling would record.
+    ``lease_intervals``: see :func:`~runjournal.projections.history.history_rows`.
     """
     query = HistoryQuery(statuses=statuses or TERMINAL_STATUSES, until=before)
     finished = TERMINAL_STATUSES if reconcile else TERMINAL_STATUSES | {DERIVED_ABANDONED}
-    ids = [row.summary.run_id for row in history_rows(store, query, reconcile=reconcile) if row.status in finished]
+    rows = history_rows(store, query, reconcile=reconcile, lease_intervals=lease_intervals)
+    ids = [row.summary.run_id for row in rows if row.status in finished]
     return sorted(ids)
 
 

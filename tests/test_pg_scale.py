@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from click.testing import CliRunner, Result
 from runjournal.cli.main import cli
 from runjournal.journal.postgres import PgStore
 from runjournal.journal.readmodel import HistoryQuery
+from runjournal.journal.run import start_run
 from runjournal.journal.testing import make_identity, make_started
 from runjournal.journal.testing.builders import exited_writer_identity, make_stream, raw_stream_lines
 from runjournal.journal.testing.contract_support import begin, started, write_run, writer_alive_after_close
@@ -73,13 +75,15 @@ def test_history_works_with_one_connection(one_connection_role: str, pg_url: str
     writers = PgStore(pg_url, projector=PROJECTOR)  # the writers connect as the superuser: not this role's budget
     write_run(writers, "20260101T000000000000Z-done")
     live = begin(writers, "20260101T000100000000Z-live")
-    orphan = begin(writers, "20260101T000200000000Z-gone", identity=exited_writer_identity())
-    orphan.close()
+    orphan = start_run("wf", ["a"], store=writers, run_id="20260101T000200000000Z-gone",
+                       identity=exited_writer_identity(), heartbeat_interval=0.01, durability="none")
+    orphan.close()  # its lease (3 heartbeat intervals) runs out at once: a writer that no longer reconnects
     assert writer_alive_after_close(writers, "20260101T000200000000Z-gone") is False
+    time.sleep(0.1)  # the lease is 3 x 0.01 s of silence on the server's clock: certainly past after this
     out = _cli("--root", str(tmp_path), "--store", one_connection_role, "history", "--json")
     assert out.exit_code == 0, out.stderr
     statuses = {row["run_id"][-4:]: row["status"] for row in json.loads(out.stdout)}
-    assert statuses == {"done": "succeeded", "live": "running", "gone": "abandoned"}
+    assert statuses == {"done": "succeeded", "live": "running", "gone": "abandoned"}, out.stderr
     with pytest.raises(psycopg.OperationalError, match="too many connections"):  # the limit is real
         with _db(one_connection_role), _db(one_connection_role):
             pass
@@ -124,7 +128,7 @@ def _failed_run(store: PgStore, run_id: str) -> list[bytes]:
 
 
 def test_a_truncated_run_fails_verify_and_is_never_reconciled(store: PgStore, pg_url: str) -> None:
-    """Deleting a finished run's final line is found by `verify` (truncated) and `show`; history shows it unreadable, never abandoned."""
+    """Deleting a finished run's final line is found by `verify` (truncated) and `show`; history shows it damaged, never abandoned."""
     run_id = "20260101T000000000000Z-trnc"
     lines = _failed_run(store, run_id)
     with _db(pg_url) as conn:
@@ -134,7 +138,7 @@ def test_a_truncated_run_fails_verify_and_is_never_reconciled(store: PgStore, pg
     assert out.exit_code == 1
     assert [p["kind"] for p in json.loads(out.stdout)["runs"][0]["problems"]] == ["truncated"]
     rows = list(history_rows(store))
-    assert [(r.status, "final lines were deleted" in (r.reason or "")) for r in rows] == [("unreadable", True)]
+    assert [(r.status, "final lines were deleted" in (r.reason or "")) for r in rows] == [("damaged", True)]
     assert len(list(store.raw_lines(run_id))) == len(lines) - 1  # nothing appended: not reconciled
     assert _cli("--store", pg_url, "show", run_id).exit_code == 3
 

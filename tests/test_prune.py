@@ -11,7 +11,7 @@ from runjournal.cli.main import cli
 from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.jsonl.index import INDEX_DIR, SHARDS, load_shard
 from runjournal.journal.testing.builders import exited_writer_identity
-from runjournal.journal.testing.contract import begin, started, writer_alive_after_close
+from runjournal.journal.testing.contract_support import begin, started, writer_alive_after_close
 
 
 def _cli(root: Path, *args: str) -> Result:

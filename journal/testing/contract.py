@@ -57,6 +57,7 @@ from runjournal.journal.testing.builders import (
 )
 from runjournal.journal.testing.contract_readmodel import ReadModelContract
 from runjournal.journal.testing.contract_support import (
+    LEASE_RUN_OUT,
     RID,
     begin,
     fresh_summaries,
@@ -72,9 +73,6 @@ from runjournal.journal.testing.contract_support import (
 from runjournal.projections.fold import fold
 from runjournal.projections.reconcile import current_state, reconcile_run
 from runjournal.projections.summary import PROJECTOR
-
-LEASE_RUN_OUT = 1e-9
-"""``lease_intervals`` for which any silence is past the lease."""
 
 
 class StoreContract(ReadModelContract):

@@ -21,6 +21,7 @@ from runjournal.journal.readmodel import HistoryQuery, RunSummary
 from runjournal.journal.store import Store
 from runjournal.journal.testing.builders import exited_writer_identity, ticking_clock
 from runjournal.journal.testing.contract_support import (
+    LEASE_RUN_OUT,
     RID,
     begin,
     fresh_summaries,
@@ -69,7 +70,7 @@ class ReadModelContract:
         orphan.heartbeat()
         orphan.close()
         assert writer_alive_after_close(store, "r2") is False
-        assert current_state(store, "r2").status == "abandoned"
+        assert current_state(store, "r2", lease_intervals=LEASE_RUN_OUT).status == "abandoned"
         self._check_summary(store, "r2")
 
     def test_a_writer_without_the_projector_leaves_the_summary_to_readers(self, store: Store) -> None:
@@ -149,7 +150,7 @@ class ReadModelContract:
         archive = MemoryStore(self.tmp_path / "archive-side")
         archive.import_lines("b", stream_lines("b", terminal="failed"))  # another run under b's id
         lines = {run_id: list(store.raw_lines(run_id)) for run_id in ("a", "b")}
-        candidates = prune_candidates(store, ticking_clock()() + timedelta(days=1))
+        candidates = prune_candidates(store, ticking_clock()() + timedelta(days=1), lease_intervals=LEASE_RUN_OUT)
         assert candidates == ["a", "b", "orphan"]
         results = {r.run_id: r.outcome for r in prune(store, candidates, archive=archive)}
         assert results == {"a": "pruned", "b": "conflict", "orphan": "pruned"}

@@ -30,6 +30,8 @@ from runjournal.projections.fold import fold
 from runjournal.projections.summary import summarize
 
 RID = DEFAULT_RUN_ID
+LEASE_RUN_OUT = 1e-9
+"""``lease_intervals`` for which any silence is past the lease."""
 LOCK_RELEASE_TIMEOUT = 5.0
 """A database releases a closed session's lock asynchronously: poll this long at most."""
 
