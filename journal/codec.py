@@ -27,10 +27,7 @@ from pydantic import ValidationError
 from runjournal.journal.errors import CorruptLineError, IntegrityError, UnsupportedVersionError
 from runjournal.journal.events import EVENT_ADAPTER, EVENT_TYPES, SCHEMA_VERSIONS, Event
 from runjournal.journal.limits import EventTooLargeError
-
-MAX_LINE_BYTES = 1024 * 1024
-"""Longest accepted line, newline included (1 MiB). Longer lines are corrupt."""
-
+from runjournal.journal.lines import MAX_LINE_BYTES
 
 _HASH_PREFIX = b',"h":"'
 _HEX64 = re.compile(rb"[0-9a-f]{64}")

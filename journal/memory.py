@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runjournal.journal.anchors import AnchorCheck, finished_head
 from runjournal.journal.codec import decode_line, encode_line
 from runjournal.journal.errors import (
     AmbiguousRunIdError,
@@ -43,9 +44,18 @@ from runjournal.journal.ids import validate_prefix, validate_run_id
 from runjournal.journal.lines import RawLine
 from runjournal.journal.liveness import HostFacts, observe_host
 from runjournal.journal.readmodel import summary_of
-from runjournal.journal.records import GENESIS_HASH, Cursor, Record, check_sequence
+from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor, Record, check_sequence
 from runjournal.journal.sidefiles import SideFiles
-from runjournal.journal.store import Clock, Durability, LockedRun, RunReader, RunWriter, Store, utc_now
+from runjournal.journal.status import TERMINAL_TYPES
+from runjournal.journal.store import (
+    Clock,
+    Durability,
+    LockedRun,
+    RunReader,
+    RunWriter,
+    Store,
+    utc_now,
+)
 from runjournal.journal.verify import verify_lines
 
 if TYPE_CHECKING:
@@ -67,6 +77,7 @@ class MemoryStore(Store):
         self._owners: dict[str, MemoryRunWriter] = {}
         self._versions: dict[str, int] = {}
         self._cached: dict[str, tuple[int, list[Any]]] = {}  # run id -> (lines folded, summary row)
+        self._anchors: dict[str, list[Anchor]] = {}  # kept apart from the lines, as the JSONL anchor log is
         self._workflow_locks: dict[str, threading.Lock] = {}
         self._changed = threading.Condition()
 
@@ -101,9 +112,11 @@ class MemoryStore(Store):
         with self._changed:
             self._refuse_if_owned(run_id)
             reader = MemoryRunReader(self, run_id, None)
-            for _ in reader:
-                pass
+            ended = False
+            for record in reader:
+                ended = ended or record.event.type in TERMINAL_TYPES
             writer = MemoryRunWriter(self, run_id, reader.cursor, durability, clock)
+            writer.ended = ended
             self._owners[run_id] = writer
         return writer
 
@@ -244,9 +257,19 @@ class MemoryStore(Store):
     # -- verify and transfer ----------------------------------------------------------
 
     def verify(self, run_id: str) -> Iterator[Problem]:
-        """Every problem in the run's lines."""
+        """Every problem in the run's lines, anchors included."""
         self._require(run_id)
-        return verify_lines(self._snapshot(run_id, 0), run_id, self.location(run_id))
+        return verify_lines(self._snapshot(run_id, 0), run_id, self.location(run_id), self.anchors(run_id))
+
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """The heads anchored as the run finished (and after each late event)."""
+        validate_run_id(run_id)
+        with self._changed:
+            return list(self._anchors.get(run_id, ()))
+
+    def _anchor(self, run_id: str, head: Anchor) -> None:
+        with self._changed:
+            self._anchors.setdefault(run_id, []).append(head)
 
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
         """The run's lines as stored."""
@@ -261,6 +284,9 @@ class MemoryStore(Store):
                 raise RunExistsError(run_id)
             self._lines[run_id] = list(lines)
             self._bump(run_id)
+        head = finished_head(list(lines))
+        if head is not None:
+            self._anchor(run_id, head)
 
 
 class MemoryRunWriter(RunWriter):
@@ -280,6 +306,9 @@ class MemoryRunWriter(RunWriter):
         c = self.cursor
         self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
 
+    def _record_anchor(self, head: Anchor) -> None:
+        self.store._anchor(self.run_id, head)
+
     def close(self) -> None:
         """Give the run up."""
         with self._lock:
@@ -297,13 +326,16 @@ class MemoryRunReader(RunReader):
 
     def __iter__(self) -> Iterator[Record]:
         where = self.store.location(self.run_id)
+        anchors = AnchorCheck(self.store.anchors(self.run_id), where, self.cursor.seq)
         for data in self.store._snapshot(self.run_id, self.cursor.seq):
             cur = self.cursor
             raw = RawLine(cur.line, cur.offset, data)
             event, digest = decode_line(data, cur.prev_hash, path=where, line_no=cur.line, offset=cur.offset)
             check_sequence(event, raw, self.run_id, cur.seq, where)
+            anchors.check_line(cur.seq, digest, raw.end, raw.line_no, raw.offset)
             self.cursor = Cursor(raw.end, cur.line + 1, cur.seq + 1, digest)
             yield Record(event, raw.line_no, raw.offset, raw.end)
+        anchors.finish(self.cursor)
 
 
 class MemoryLockedRun(LockedRun):

@@ -19,14 +19,27 @@ class Cursor(NamedTuple):
 
     ``offset`` is just past the last whole line read (bytes, as in the run's JSONL form, in
     every store), ``line`` the next line number, ``seq`` the next expected ``seq`` and
-    ``prev_hash`` the last line's ``h``. A named tuple because a reader makes one per line
-    (a million-line run makes a million).
+    ``prev_hash`` the last line's ``h``. A named tuple because a reader or writer makes one
+    per line (a million-line run makes a million).
     """
 
     offset: int = 0
     line: int = 1
     seq: int = 0
     prev_hash: str = GENESIS_HASH
+
+
+class Anchor(NamedTuple):
+    """A run's head as recorded outside its lines when it finished: ``seq`` and ``hash`` (``h``) of
+    a line and ``offset``, the byte just past it (in the run's JSONL form, in every store).
+
+    While an anchor is recorded, the run's line ``seq`` must still have that hash and end at
+    that offset: a run cut back below it, or rewritten and re-hashed, no longer matches.
+    """
+
+    seq: int
+    hash: str
+    offset: int
 
 
 class Record(NamedTuple):

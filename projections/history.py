@@ -14,9 +14,9 @@ models.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runjournal.journal.errors import JournalError
 from runjournal.journal.readmodel import HistoryQuery, Progress, RunSummary
@@ -28,13 +28,13 @@ if TYPE_CHECKING:
     from runjournal.projections.reconcile import CurrentState
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One run as ``history`` lists it: its summary, and the status and reason to show.
 
     ``status`` is the summary's, or ``abandoned?`` for a dead writer that could not be
     recorded, or ``damaged`` (the summary is of the lines before the first bad one) or
-    ``unreadable`` (nothing could be read); for those two ``reason`` is the read error.
+    ``unreadable`` (nothing could be read); for those two ``reason`` is the read error. A
+    named tuple: history makes one per run, tens of thousands per call.
     """
 
     summary: RunSummary
@@ -60,10 +60,13 @@ def history_rows(
     query = query or HistoryQuery()
     options = _options(now, lease_intervals)
     projector = KeepingProjector()  # hands the read model's fresh fold of an unfinished run to reconcile
+    filtered = query != HistoryQuery()  # one comparison instead of one per run when nothing is filtered
     for summary in store.summaries(_recorded(query), projector, progress=progress):
-        kept = None if summary.error is not None or summary.is_terminal else projector.take(summary.run_id)
-        row = _row(store, summary, reconcile, dict(options, known=_folded(kept)))
-        if shown_matches(query, row):
+        if summary.error is not None or summary.is_terminal:
+            row = _row(store, summary, reconcile, options)
+        else:
+            row = _row(store, summary, reconcile, dict(options, known=_folded(projector.take(summary.run_id))))
+        if not filtered or shown_matches(query, row):
             yield row
 
 

@@ -23,9 +23,11 @@ def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | No
     if row.status == UNREADABLE:
         return None
     summary = row.summary
-    return run_span(
-        row.status, parse_time(summary.started_at), parse_time(summary.ended_at), parse_time(summary.last_activity), now
-    )
+    # Only the two times the rule needs are parsed: history does this for every run it lists.
+    abandoned = row.status in ("abandoned", DERIVED_ABANDONED)
+    last = parse_time(summary.last_activity) if abandoned else None
+    ended = None if abandoned else parse_time(summary.ended_at)
+    return run_span(row.status, parse_time(summary.started_at), ended, last, now)
 
 
 def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:

@@ -193,14 +193,20 @@ def progress_units(state: RunState, bucket: str) -> Iterator[dict[str, Any]]:
                 yield {"step": step.name, "item": item, "status": unit_status(state, status)}
 
 
+def plain_event_object(
+    obj: dict[str, Any], state: RunState, counts: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """:func:`event_object` of a plain event (its JSON object as the model dumps it): the same fields.
+
+    ``counts`` are ``(steps_done, steps_total)`` of ``state`` if the caller has them.
+    """
+    done, total = counts if counts is not None else (state.steps_done, state.steps_total)
+    return {
+        "seq": obj["seq"], "type": obj["type"], "ts": obj["ts"], "status_after": state.status,
+        "steps_done": done, "steps_total": total, "event": obj,
+    }
+
+
 def event_object(event: Event, state: RunState) -> dict[str, Any]:
     """One event of ``replay``/``follow`` with the status after it."""
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "ts": iso(event.ts),
-        "status_after": state.status,
-        "steps_done": state.steps_done,
-        "steps_total": state.steps_total,
-        "event": event.model_dump(mode="json"),
-    }
+    return plain_event_object(event.model_dump(mode="json"), state)

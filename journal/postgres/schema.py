@@ -124,7 +124,9 @@ def lock_parts(key: int) -> dict[str, int]:
 
 def is_postgres_url(text: str) -> bool:
     """Whether a ``--store`` value names a PostgreSQL database rather than a directory."""
-    return text.startswith(("postgresql://", "postgres://"))
+    from runjournal.journal.stores import is_postgres_url as named
+
+    return named(text)
 
 
 def redact(url: str) -> str:

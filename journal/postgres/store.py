@@ -39,7 +39,7 @@ from runjournal.journal.postgres.schema import (
 )
 from runjournal.journal.postgres.writer import PgLockedRun, PgRunWriter
 from runjournal.journal.procfacts import host_name
-from runjournal.journal.records import GENESIS_HASH, Cursor
+from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor
 from runjournal.journal.root import default_root
 from runjournal.journal.sidefiles import SideFiles
 from runjournal.journal.store import Clock, Durability, Store, utc_now
@@ -293,6 +293,11 @@ class PgStore(Store):
     def verify(self, run_id: str) -> Iterator[Problem]:
         """Every problem in the run's rows, checked as the file verifier checks lines."""
         return verify_lines(self.raw_lines(run_id), run_id, self.location(run_id))
+
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """None yet: the database store keeps no anchors (issue 14 anchors a run's head in its summary row)."""
+        validate_run_id(run_id)
+        return []
 
     def import_lines(self, run_id: str, lines: list[bytes]) -> None:
         """Insert a whole, already verified run in one transaction (``runjournal import``)."""
