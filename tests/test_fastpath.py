@@ -17,7 +17,8 @@ from runjournal.journal.jsonl import JsonlStore
 from runjournal.journal.jsonl.foldrecords import load as load_record
 from runjournal.journal.run import start_run
 from runjournal.journal.testing import JournalFile, journal_files, journal_lines, make_heartbeat, write_journal
-from runjournal.projections.fold import fold
+from runjournal.projections.fold import fold, fold_into
+from runjournal.projections.state import RunState
 from runjournal.projections.summary import PROJECTOR
 
 STRICT = 1 << 62
@@ -40,19 +41,35 @@ def outcome(store: JsonlStore, call: Callable[[], Any]) -> tuple[str, Any]:
         return ("error", type(exc).__name__, str(exc).replace(str(store.root), "<root>"))
 
 
+def projected(store: JsonlStore, run_id: str) -> tuple[Any, Any, str | None]:
+    """A run's projection as comparable values: the fold, where it stopped, and the first bad line's error."""
+    p = store.project(run_id, PROJECTOR)
+    return p.state, p.cursor, None if p.damage is None else str(p.damage).replace(str(store.root), "<root>")
+
+
 def reads(store: JsonlStore, run_id: str) -> list[tuple[str, Any]]:
     """The fold, the plain events, and the fold again (the second read of each can take the fast path)."""
     return [
-        outcome(store, lambda: store.project(run_id, PROJECTOR)),
+        outcome(store, lambda: projected(store, run_id)),
         outcome(store, lambda: list(store.read_plain(run_id))),
         outcome(store, lambda: list(store.read_plain(run_id))),
-        outcome(store, lambda: store.project(run_id, PROJECTOR)),
+        outcome(store, lambda: projected(store, run_id)),
     ]
+
+
+def strict_fold(store: JsonlStore, run_id: str) -> tuple[Any, Any, str | None]:
+    """The fold of the strict model reader up to the first bad line, where it stopped, and that line's error."""
+    reader, state = store.read(run_id), RunState()
+    try:
+        fold_into(state, reader.events())
+    except CorruptLineError as exc:
+        return state, reader.cursor, str(exc).replace(str(store.root), "<root>")
+    return state, reader.cursor, None
 
 
 def reference(store: JsonlStore, run_id: str) -> list[tuple[str, Any]]:
     """The same reads through the strict model reader."""
-    state = outcome(store, lambda: fold(store.read(run_id).events()))
+    state = outcome(store, lambda: strict_fold(store, run_id))
     plain = outcome(store, lambda: [r.event.model_dump(mode="json") for r in store.read(run_id)])
     return [state, plain, plain, state]
 
@@ -131,9 +148,10 @@ def test_a_byte_changed_in_the_verified_prefix_with_the_mtime_restored_is_caught
         file.write(data)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    for call in (lambda: store.project(run_id, PROJECTOR), lambda: list(store.read_plain(run_id))):
-        with pytest.raises(IntegrityError, match="hash chain mismatch"):
-            call()
+    with pytest.raises(IntegrityError, match="hash chain mismatch"):
+        list(store.read_plain(run_id))
+    damage = store.project(run_id, PROJECTOR).damage
+    assert isinstance(damage, IntegrityError) and "hash chain mismatch" in str(damage)
     assert [p.kind for p in store.verify(run_id)] == ["integrity"]
 
 
@@ -143,10 +161,11 @@ def test_dropping_the_final_lines_of_a_finished_run_is_caught(finished: tuple[Js
     path = store.path(run_id)
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]))
-    for call in (lambda: store.project(run_id, PROJECTOR), lambda: list(store.read_plain(run_id)),
-                 lambda: list(store.read(run_id))):
+    for call in (lambda: list(store.read_plain(run_id)), lambda: list(store.read(run_id))):
         with pytest.raises(IntegrityError, match="cut short after it finished"):
             call()
+    damage = store.project(run_id, PROJECTOR).damage
+    assert isinstance(damage, IntegrityError) and "cut short after it finished" in str(damage)
     assert [p.kind for p in store.verify(run_id)] == ["anchor"]
 
 
@@ -159,9 +178,10 @@ def test_a_rehashed_rewrite_of_a_finished_run_is_caught(finished: tuple[JsonlSto
     last = events[-1]
     forged = Failed(run_id=run_id, seq=last.seq, ts=last.ts, reason=FailReason.STEP_FAILED)
     store.path(run_id).write_bytes(b"".join(journal_lines([*events[:-1], forged])))
-    for call in (lambda: store.project(run_id, PROJECTOR), lambda: list(store.read(run_id))):
-        with pytest.raises(IntegrityError, match="changed after it finished"):
-            call()
+    with pytest.raises(IntegrityError, match="changed after it finished"):
+        list(store.read(run_id))
+    damage = store.project(run_id, PROJECTOR).damage
+    assert isinstance(damage, IntegrityError) and "changed after it finished" in str(damage)
     assert [p.kind for p in store.verify(run_id)] == ["anchor"]
 
 
@@ -173,10 +193,10 @@ def test_a_late_event_is_read_after_the_recorded_prefix_and_anchored(finished: t
         writer.append_event(make_heartbeat(writer.next_seq, run_id=run_id))
     finally:
         writer.close()
-    state = store.project(run_id, PROJECTOR)
+    state = store.project(run_id, PROJECTOR).state
     assert len(state.late_events) == 1 and state.status == "succeeded"
     assert [a.seq for a in store.anchors(run_id)] == [state.last_seq - 1, state.last_seq]
-    assert store.project(run_id, PROJECTOR) == fold(store.read(run_id).events())
+    assert store.project(run_id, PROJECTOR).state == fold(store.read(run_id).events())
 
 
 def strictly_checked_lines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -200,7 +220,7 @@ def test_a_second_read_checks_no_line_again(finished: tuple[JsonlStore, str], mo
     expected = [r.event.model_dump(mode="json") for r in store.read(run_id)]
     list(store.read_plain(run_id))
     checked = strictly_checked_lines(monkeypatch)
-    assert store.project(run_id, PROJECTOR) == fold(store.read(run_id).events())
+    assert store.project(run_id, PROJECTOR).state == fold(store.read(run_id).events())
     assert list(store.read_plain(run_id)) == expected
     assert checked == []
 

@@ -110,11 +110,11 @@ def _keep_fold(store: JsonlStore, run_id: str, projector: Projector, state: Any,
     """Record how far the run is verified and its fold there, unless the record says so already."""
     if scan.cursor.offset < store.fold_record_min_bytes:
         return  # a short run is cheaper to verify again than to keep a record of (and to dump its fold for)
-    heavy = projector.weight(state) > STATE_MAX_BYTES
-    state_at = None if heavy else scan.cursor
+    dump = None if projector.weight(state) > STATE_MAX_BYTES else projector.dump(state)  # None: not worth keeping
+    state_at = None if dump is None else scan.cursor
     if old is not None and (old.exact_to, old.state_at) == (scan.exact_to, state_at):
         return
-    _keep(store, run_id, FoldRecord(identity_of(info), scan.exact_to, state_at, None if heavy else projector.dump(state)))
+    _keep(store, run_id, FoldRecord(identity_of(info), scan.exact_to, state_at, dump))
 
 
 def read_plain(store: JsonlStore, run_id: str) -> Iterator[dict[str, Any]]:

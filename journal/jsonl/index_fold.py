@@ -99,6 +99,9 @@ def _entry(store: JsonlStore, projector: Projector, run_id: str, folded: Folded)
     if folded.error is None and not projector.is_terminal(state):
         saved = projector.dump(state) if projector.weight(state) <= MAX_SAVED_BYTES else None
         entry[_TAIL] = [cursor.offset, cursor.line, cursor.seq, cursor.prev_hash, saved]
+        hand_over = getattr(projector, "handed_over", None)  # optional in a projector (Projector.handed_over)
+        if hand_over is not None:
+            hand_over(run_id, state, cursor)  # history reconciles this run next: it need not read it again
     elif folded.error is None and cursor.seq > 0 and not folded.anchors and _settled(folded.info):
         head = Anchor(cursor.seq - 1, cursor.prev_hash, cursor.offset)
     return entry, head
