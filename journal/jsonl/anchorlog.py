@@ -236,6 +236,8 @@ class AnchorLog:
             info = os.stat(path)
         except FileNotFoundError:
             info = None
+        except OSError:
+            return ShardState()  # not ours to read (another user's root): no anchors known
         if known is not None and (info is None and known.ino == -1 or info is not None and
                                   (info.st_ino, info.st_size) == (known.ino, known.read_to)):
             return known  # one stat: unchanged since we read it
@@ -248,8 +250,22 @@ class AnchorLog:
         return list(self.shard(run_id).anchors.get(run_id, ()))
 
     def append(self, entries: Iterable[tuple[str, Anchor]], *, by: str, sync: bool) -> Appended:
-        """See :func:`append_anchors`."""
+        """See :func:`append_anchors`; nothing is written in a journal root another user owns.
+
+        (A reconciler running as root in a user's journal must not leave an anchor log the
+        user cannot append to, read or remove; the run is anchored by its owner's next
+        history instead.)
+        """
+        if not _owned_by_us(self.directory.parent):
+            return {}
         return append_anchors(self.directory, entries, by=by, sync=sync)
+
+
+def _owned_by_us(root: Path) -> bool:
+    try:
+        return os.stat(root).st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def shard_sizes(directory: Path) -> list[list[int]]:
@@ -259,7 +275,7 @@ def shard_sizes(directory: Path) -> list[list[int]]:
         try:
             info = os.stat(shard_file(directory, number))
             sizes.append([info.st_ino, info.st_size])
-        except FileNotFoundError:
+        except OSError:
             sizes.append([0, 0])
     return sizes
 
