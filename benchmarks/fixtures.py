@@ -290,19 +290,23 @@ def _step_line(run_id: str, seq: int, prev: str) -> tuple[bytes, str]:
 
     from runjournal.journal.codec import chain_hash
 
-    ts = (BASE_TIME + timedelta(milliseconds=seq)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    state = "started" if seq % 2 else "succeeded"
-    obj = {"v": 1, "run_id": run_id, "seq": seq, "ts": ts, "type": "step-progress", "step": f"step-{(seq + 1) // 2}",
-           "state": state, "done": None, "total": None, "item": None, "item_state": None,
-           "exit_code": None if seq % 2 else 0, "message": None}
+    moment = BASE_TIME + timedelta(milliseconds=seq)
+    started = bool(seq % 2)
+    if seq == 1:  # the plain form must be exactly the codec's, or the reader would take its slow path
+        event = StepProgress(run_id=run_id, seq=seq, ts=moment, step="step-1", state="started")
+        _STEP_TEMPLATE.update(event.model_dump(mode="json"))
+    obj = dict(_STEP_TEMPLATE, seq=seq, ts=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), step=f"step-{(seq + 1) // 2}",
+               state="started" if started else "succeeded", exit_code=None if started else 0)
     body = orjson.dumps(obj)[:-1]
     digest = chain_hash(prev, body)
     line = body + b',"h":"' + digest.encode("ascii") + b'"}\n'
-    if seq == 1:  # the plain form must be exactly the codec's, or the reader would take its slow path
-        event = StepProgress(run_id=run_id, seq=seq, ts=BASE_TIME + timedelta(milliseconds=seq), step="step-1",
-                             state="started")
+    if seq == 1:
         assert encode_line(event, prev)[0] == line, "the fixture's lines are not canonical"
     return line, digest
+
+
+_STEP_TEMPLATE: dict[str, object] = {}
+"""A step-progress event's plain object, in the codec's field order (filled from a model)."""
 
 
 def restore_steps_run(path: Path, size: int) -> None:
