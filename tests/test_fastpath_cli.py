@@ -66,3 +66,15 @@ def assert_same(got: list[tuple[int, str, str]], expected: list[tuple[int, str, 
                 at = next((i for i, (p, q) in enumerate(zip(str(x), str(y))) if p != q), min(len(str(x)), len(str(y))))
                 raise AssertionError(f"command {command}, part {part}: ...{str(x)[max(0, at - 120):at + 120]!r}... "
                                      f"!= ...{str(y)[max(0, at - 120):at + 120]!r}...")
+
+
+def test_show_json_streams_its_lists_to_the_same_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    """The streamed ``show --json`` document is byte for byte the one dumping the whole object gives."""
+    from runjournal.cli.rendering.output import dumps, emit_json_streamed
+
+    obj = {"run_id": "r", "steps": [], "n": 1, "completed": [], "empty": [], "tail": {"a": None}}
+    streams = {"steps": iter([{"name": "a"}, {"name": "b", "items": [1, 2]}]), "completed": iter(range(700)),
+               "empty": iter(())}
+    emit_json_streamed(obj, streams, batch=100)
+    whole = dict(obj, steps=[{"name": "a"}, {"name": "b", "items": [1, 2]}], completed=list(range(700)))
+    assert capsys.readouterr().out == dumps(whole) + "\n"

@@ -172,6 +172,16 @@ def item_object(item: ItemState, run: RunState | None = None) -> dict[str, Any]:
     }
 
 
+def detail_streams(state: RunState) -> dict[str, Iterator[dict[str, Any]]]:
+    """The lists of :func:`run_detail` that grow with the run, as iterators (for a streamed ``show --json``)."""
+    return {
+        "steps": (step_object(step, state) for step in state.steps.values()),
+        "completed": progress_units(state, "ended"),
+        "in_flight": progress_units(state, "started"),
+        "never_started": progress_units(state, "pending"),
+    }
+
+
 def progress_lists(state: RunState) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Units of work split into completed, in flight and never started.
 
