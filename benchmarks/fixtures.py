@@ -211,7 +211,14 @@ def build(
 
 
 def reset_orphans(fixture: Fixture) -> None:
-    """Rewrite the orphan runs as still running (new inodes), undoing an earlier reconcile."""
+    """Rewrite the orphan runs as still running (new inodes), undoing an earlier reconcile.
+
+    The reconciler anchored each ``abandoned``; a reset run is shorter than that anchor, so
+    the anchor log goes too (a real store never loses one: this is a benchmark's undo).
+    """
+    import shutil
+
+    shutil.rmtree(fixture.root / "anchors", ignore_errors=True)
     writer = identity()
     for run_id in fixture.orphan_ids:
         events = run_events(run_id, fixture.events_per_run, "running", writer)
@@ -263,3 +270,58 @@ def _big_run_events(run_id: str, start: datetime, steps: list[PlannedStep], even
                                item_state=state, done=done, total=items)
         seq += 1
     yield Succeeded(run_id=run_id, seq=seq, ts=start + timedelta(milliseconds=seq))
+
+
+def build_steps_run(root: Path, steps: int) -> str:
+    """One run of ``steps`` unplanned steps, each started and succeeded, whose writer is dead (no terminal).
+
+    What a runaway workflow leaves: ``2 * steps + 1`` events. Lines are made from plain
+    objects in the canonical form (checked against the codec on the first step), streamed.
+    """
+    runs_dir = root / "runs"
+    runs_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    run_id = run_id_for(1)
+    start = Started(run_id=run_id, seq=0, ts=BASE_TIME, workflow="extreme", steps=[], writer=identity(),
+                    heartbeat_interval=30.0)
+    first, prev = encode_line(start, GENESIS_HASH)
+    with open(runs_dir / f"{run_id}.jsonl", "wb") as file:
+        file.write(first)
+        chunk: list[bytes] = []
+        for seq in range(1, 2 * steps + 1):
+            line, prev = _step_line(run_id, seq, prev)
+            chunk.append(line)
+            if len(chunk) >= 10_000:
+                file.write(b"".join(chunk))
+                chunk.clear()
+        file.write(b"".join(chunk))
+    return run_id
+
+
+def _step_line(run_id: str, seq: int, prev: str) -> tuple[bytes, str]:
+    import orjson
+
+    from runjournal.journal.codec import chain_hash
+
+    moment = BASE_TIME + timedelta(milliseconds=seq)
+    started = bool(seq % 2)
+    if seq == 1:  # the plain form must be exactly the codec's, or the reader would take its slow path
+        event = StepProgress(run_id=run_id, seq=seq, ts=moment, step="step-1", state="started")
+        _STEP_TEMPLATE.update(event.model_dump(mode="json"))
+    obj = dict(_STEP_TEMPLATE, seq=seq, ts=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), step=f"step-{(seq + 1) // 2}",
+               state="started" if started else "succeeded", exit_code=None if started else 0)
+    body = orjson.dumps(obj)[:-1]
+    digest = chain_hash(prev, body)
+    line = body + b',"h":"' + digest.encode("ascii") + b'"}\n'
+    if seq == 1:
+        assert encode_line(event, prev)[0] == line, "the fixture's lines are not canonical"
+    return line, digest
+
+
+_STEP_TEMPLATE: dict[str, object] = {}
+"""A step-progress event's plain object, in the codec's field order (filled from a model)."""
+
+
+def restore_steps_run(path: Path, size: int) -> None:
+    """Undo a reconcile of :func:`build_steps_run`'s run: cut its ``abandoned`` line off again."""
+    os.truncate(path, size)

@@ -2,8 +2,8 @@
 
 Not a product command: it shows what the history read model costs on its own, start-up
 included, so the gap to the CLI's figure is the CLI's own cost (imports, views). It
-imports only click, orjson and :mod:`projections.index` up front, like the CLI's fast path
-would; a run that has to be folded imports the fold on demand.
+imports only click, orjson and the JSONL store up front, like the CLI does; a run that has
+to be folded imports the fold on demand.
 
     python benchmarks/lean_history.py ROOT
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,44 +20,19 @@ import click  # noqa: E402,F401  (the CLI pays for it; so does this)
 import orjson  # noqa: E402
 
 from runjournal.journal.jsonl.index import HistoryIndex  # noqa: E402
-from runjournal.projections.summary import PROJECTOR
-
-
-class DirectoryStore:
-    """The part of :class:`journal.store.JsonlStore` the index needs on its fast path, without its imports."""
-
-    def __init__(self, root: str) -> None:
-        self.root = Path(root)
-        self.runs_dir = self.root / "runs"
-
-    def run_ids(self) -> Iterator[str]:
-        """Run ids from the file names."""
-        for name in os.listdir(self.runs_dir):
-            if name.endswith(".jsonl") and not name.startswith("."):
-                yield name[:-6]
-
-    def path(self, run_id: str) -> Path:
-        """A run's journal (the JsonlStore validates the id; the fallback below uses it)."""
-        from runjournal.journal.jsonl.store import JsonlStore
-
-        return JsonlStore(self.root).path(run_id)
-
-    def read(self, run_id: str, cursor: object = None) -> object:
-        """Delegate to the real store when a run must be folded."""
-        from runjournal.journal.jsonl.store import JsonlStore
-
-        return JsonlStore(self.root).read(run_id, cursor)  # type: ignore[arg-type]
+from runjournal.journal.jsonl.store import JsonlStore  # noqa: E402  (imports no event model until a run is folded)
+from runjournal.projections.summary import PROJECTOR  # noqa: E402
 
 
 def main() -> None:
     """Print every run's summary as one JSON array, newest first, streamed in chunks of 1,000."""
-    store = DirectoryStore(sys.argv[1])
+    store = JsonlStore(sys.argv[1])
     runs_dir = str(store.runs_dir) + os.sep
     out = sys.stdout.buffer
     chunk: list[dict[str, object]] = []
     first = True
     out.write(b"[")
-    for summary in HistoryIndex(store, PROJECTOR).summaries():  # type: ignore[arg-type]
+    for summary in HistoryIndex(store, PROJECTOR).summaries():
         obj = summary.to_json()
         obj["path"] = runs_dir + summary.run_id + ".jsonl"
         chunk.append(obj)

@@ -1,6 +1,7 @@
 """The benchmark suite: one command builds the fixtures, runs every case next to its baseline, prints a table.
 
-    python benchmarks/run.py            # the issue's sizes (10,000 and 100,000 runs; a 1M-event run)
+    python benchmarks/run.py            # the issue's sizes (100, 10,000 and 100,000 runs; a 1M-event run;
+                                        # a 500,000-step journal)
     python benchmarks/run.py --quick    # small sizes, under a minute: a smoke test
     python benchmarks/run.py --json results.json --only history,append
 
@@ -27,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from benchmarks import cases, fixtures  # noqa: E402
+from benchmarks import cases, fixtures, reads  # noqa: E402
 from benchmarks.cases import Config, Row  # noqa: E402
 from benchmarks.measure import REPO, Series  # noqa: E402
 
-GROUPS = ("history", "rebuild", "reconcile", "append", "big", "startup", "follow")
+GROUPS = ("history", "rebuild", "reconcile", "append", "big", "extreme", "startup", "follow")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +94,13 @@ def run_groups(cfg: Config, only: set[str]) -> list[Row]:
         large = _timed(f"fixture: {cfg.large_runs:,} runs", lambda: fixtures.build(
             cfg.work / "large", cfg.large_runs, cfg.events_per_run))
         history_large, warm_large = _timed("history (large)", lambda: cases.history_rows(
-            cfg, large, ratio_goal=0.05, wall_goal=None))
+            cfg, large, ratio_goal=0.05, wall_goal=None, sqlite_goal=1.0))
         rows += history_large
         if warm is not None and warm_large is not None:
             rows.append(_growth_row(cfg, warm, warm_large))
+        tiny = _timed(f"fixture: {cfg.shown_small_runs:,} runs", lambda: fixtures.build(
+            cfg.work / "tiny", cfg.shown_small_runs, cfg.events_per_run))
+        rows += _timed("history -n 20", lambda: reads.shown_rows(cfg, tiny, large))
     if "reconcile" in only and small is not None:
         rows.append(_timed("reconcile on read", lambda: cases.reconcile_row(cfg, small)))
     for group, label, fn in _simple_groups():
@@ -106,7 +110,8 @@ def run_groups(cfg: Config, only: set[str]) -> list[Row]:
 
 
 def _simple_groups() -> list[tuple[str, str, Callable[[Config], list[Row]]]]:
-    return [("append", "appends", cases.append_rows), ("big", "one big run", cases.big_run_rows),
+    return [("append", "appends", cases.append_rows), ("big", "one big run", reads.big_run_rows),
+            ("extreme", "a journal of many steps", reads.extreme_rows),
             ("startup", "start-up", cases.startup_rows), ("follow", "follow latency", cases.follow_rows)]
 
 

@@ -71,7 +71,7 @@ def check_dir(path: Path, also_owner: int | None = None) -> None:
         )
 
 
-def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+def open_regular(path: Path | str, flags: int, mode: int = 0o600) -> int:
     """Open ``path`` without following a symlink and check that it is a regular file."""
     try:
         # O_NONBLOCK: opening a FIFO planted where a run file should be must not hang (it is refused below).

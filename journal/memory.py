@@ -28,8 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from runjournal.journal.anchors import AnchorCheck, finished_head
 from runjournal.journal.codec import decode_line, encode_line
 from runjournal.journal.errors import (
     AmbiguousRunIdError,
@@ -48,7 +47,16 @@ from runjournal.journal.readmodel import Folded, LiveFold, summary_of
 from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor, Record, check_sequence
 from runjournal.journal.sidefiles import SideFiles
 from runjournal.journal.status import TERMINAL_TYPES
-from runjournal.journal.store import Clock, Durability, LockedRun, Pruned, RunReader, RunWriter, Store, utc_now
+from runjournal.journal.store import (
+    Clock,
+    Durability,
+    LockedRun,
+    Pruned,
+    RunReader,
+    RunWriter,
+    Store,
+    utc_now,
+)
 from runjournal.journal.verify import verify_lines
 
 if TYPE_CHECKING:
@@ -70,9 +78,8 @@ class MemoryStore(Store):
         self._owners: dict[str, MemoryRunWriter] = {}
         self._versions: dict[str, int] = {}
         self._cached: dict[str, tuple[int, list[Any]]] = {}  # run id -> (lines folded, summary row)
-        self._heads: dict[str, Anchor] = {}  # run id -> its head, recorded with each append (the anchor)
         self._live: dict[str, LiveFold] = {}  # runs the last listing yielded as not finished
-        self._finished_runs: set[str] = set()  # runs with a terminal event: their head is an anchor
+        self._anchors: dict[str, list[Anchor]] = {}  # kept apart from the lines, as the JSONL anchor log is
         self._workflow_locks: dict[str, threading.Lock] = {}
         self._changed = threading.Condition()
 
@@ -97,7 +104,6 @@ class MemoryStore(Store):
             if run_id in self._lines:
                 raise RunExistsError(run_id)
             self._lines[run_id] = [line[:-1]]
-            self._heads[run_id] = Anchor(0, digest, len(line))
             writer = MemoryRunWriter(self, run_id, Cursor(len(line), 2, 1, digest), durability, clock)
             self._owners[run_id] = writer
             self._bump(run_id)
@@ -108,9 +114,11 @@ class MemoryStore(Store):
         with self._changed:
             self._refuse_if_owned(run_id)
             reader = MemoryRunReader(self, run_id, None)
-            for _ in reader:
-                pass
+            ended = False
+            for record in reader:
+                ended = ended or record.event.type in TERMINAL_TYPES
             writer = MemoryRunWriter(self, run_id, reader.cursor, durability, clock)
+            writer.ended = ended
             self._owners[run_id] = writer
         return writer
 
@@ -127,16 +135,13 @@ class MemoryStore(Store):
             return None, None
         return (event.writer.pid, event.writer.host) if isinstance(event, Started) else (None, None)
 
-    def _append_line(self, writer: MemoryRunWriter, event: Event, line: bytes, digest: str) -> None:
-        """Store one encoded line for ``writer``, which must still own the run at its seq; move its head."""
+    def _append_line(self, writer: MemoryRunWriter, event: Event, line: bytes) -> None:
+        """Store one encoded line for ``writer``, which must still own the run at its seq."""
         with self._changed:
             lines = self._lines.get(writer.run_id)
             if lines is None or self._owners.get(writer.run_id) is not writer or len(lines) != event.seq:
                 raise WriterFencedError(f"run {writer.run_id}: this writer no longer owns the run; the append was refused")
             lines.append(line)
-            self._heads[writer.run_id] = Anchor(event.seq, digest, writer.cursor.offset + len(line) + 1)
-            if event.type in TERMINAL_TYPES:
-                self._finished_runs.add(writer.run_id)
             self._bump(writer.run_id)
 
     def _release(self, writer: MemoryRunWriter) -> None:
@@ -265,9 +270,19 @@ class MemoryStore(Store):
     # -- verify and transfer ----------------------------------------------------------
 
     def verify(self, run_id: str) -> Iterator[Problem]:
-        """Every problem in the run's lines."""
+        """Every problem in the run's lines, anchors included."""
         self._require(run_id)
-        return verify_lines(self._snapshot(run_id, 0), run_id, self.location(run_id), anchors=self.anchors(run_id))
+        return verify_lines(self._snapshot(run_id, 0), run_id, self.location(run_id), self.anchors(run_id))
+
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """The heads anchored as the run finished (and after each late event)."""
+        validate_run_id(run_id)
+        with self._changed:
+            return list(self._anchors.get(run_id, ()))
+
+    def _anchor(self, run_id: str, head: Anchor) -> None:
+        with self._changed:
+            self._anchors.setdefault(run_id, []).append(head)
 
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
         """The run's lines as stored."""
@@ -275,24 +290,16 @@ class MemoryStore(Store):
         return iter(self._snapshot(run_id, 0))
 
     def import_lines(self, run_id: str, lines: list[bytes]) -> None:
-        """Store a whole, already verified run (stored as given: readers check it); its last line is its head."""
+        """Store a whole, already verified run (stored as given: readers check it)."""
         validate_run_id(run_id)
         with self._changed:
             if run_id in self._lines:
                 raise RunExistsError(run_id)
             self._lines[run_id] = list(lines)
-            if lines:
-                self._heads[run_id] = Anchor(len(lines) - 1, orjson.loads(lines[-1]).get("h", ""),
-                                             sum(len(line) + 1 for line in lines))
-                if self._finished(run_id):
-                    self._finished_runs.add(run_id)
             self._bump(run_id)
-
-    def anchors(self, run_id: str) -> list[Anchor]:
-        """A finished run's head as recorded with its last append (or import); empty while it runs."""
-        self._require(run_id)
-        head = self._heads.get(run_id)
-        return [head] if head is not None and run_id in self._finished_runs else []
+        head = finished_head(list(lines))
+        if head is not None:
+            self._anchor(run_id, head)
 
     # -- retention --------------------------------------------------------------------
 
@@ -308,9 +315,8 @@ class MemoryStore(Store):
                 return Pruned(run_id, "locked")
             if not self._finished(run_id):
                 return Pruned(run_id, "unfinished")
-            for table in (self._lines, self._heads, self._cached, self._versions, self._live):
+            for table in (self._lines, self._anchors, self._cached, self._versions, self._live):
                 table.pop(run_id, None)  # type: ignore[attr-defined]
-            self._finished_runs.discard(run_id)
             self._changed.notify_all()
         return Pruned(run_id, "pruned")
 
@@ -332,12 +338,15 @@ class MemoryRunWriter(RunWriter):
     def _write(self, event: Event) -> None:
         line, digest = encode_line(event, self.cursor.prev_hash)
         try:
-            self.store._append_line(self, event, line[:-1], digest)
+            self.store._append_line(self, event, line[:-1])
         except WriterFencedError:
             self._refusal = "another writer took the run over"
             raise
         c = self.cursor
         self.cursor = Cursor(c.offset + len(line), c.line + 1, c.seq + 1, digest)
+
+    def _record_anchor(self, head: Anchor) -> None:
+        self.store._anchor(self.run_id, head)
 
     def close(self) -> None:
         """Give the run up."""
@@ -356,13 +365,16 @@ class MemoryRunReader(RunReader):
 
     def __iter__(self) -> Iterator[Record]:
         where = self.store.location(self.run_id)
+        anchors = AnchorCheck(self.store.anchors(self.run_id), where, self.cursor.seq)
         for data in self.store._snapshot(self.run_id, self.cursor.seq):
             cur = self.cursor
             raw = RawLine(cur.line, cur.offset, data)
             event, digest = decode_line(data, cur.prev_hash, path=where, line_no=cur.line, offset=cur.offset)
             check_sequence(event, raw, self.run_id, cur.seq, where)
+            anchors.check_line(cur.seq, digest, raw.end, raw.line_no, raw.offset)
             self.cursor = Cursor(raw.end, cur.line + 1, cur.seq + 1, digest)
             yield Record(event, raw.line_no, raw.offset, raw.end)
+        anchors.finish(self.cursor)
 
 
 class MemoryLockedRun(LockedRun):

@@ -19,8 +19,8 @@ class Cursor(NamedTuple):
 
     ``offset`` is just past the last whole line read (bytes, as in the run's JSONL form, in
     every store), ``line`` the next line number, ``seq`` the next expected ``seq`` and
-    ``prev_hash`` the last line's ``h``. A named tuple because a reader makes one per line
-    (a million-line run makes a million).
+    ``prev_hash`` the last line's ``h``. A named tuple because a reader or writer makes one
+    per line (a million-line run makes a million).
     """
 
     offset: int = 0

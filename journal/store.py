@@ -14,6 +14,9 @@ The capabilities, grouped as a caller needs them:
   refused.
 * **read**: :meth:`Store.read` streams a run's events from a :class:`Cursor`;
   :meth:`Store.run_ids`, :meth:`Store.exists`, :meth:`Store.resolve` list and find runs.
+  :meth:`Store.read_plain` streams them as plain JSON objects and :meth:`Store.project`
+  gives a run's fold: both checked as ``read`` checks, but a store may skip re-checking
+  what it verified before (the JSONL store does: verify once, then read at orjson speed).
 * **repair**: :meth:`Store.locked_run` holds a dead writer's run for reconciliation (its
   :class:`LockedRun` appends ``abandoned``); :meth:`Store.open_writer` takes a run over.
 * **history**: :meth:`Store.summaries` is the history read model (summaries newest first,
@@ -23,9 +26,11 @@ The capabilities, grouped as a caller needs them:
 * **follow**: :meth:`Store.watch` says when a run may have grown.
 * **liveness**: :meth:`Store.writer_facts` observes what a verdict on the run's writer needs.
 * **start**: :meth:`Store.workflow_lock` serialises "is a run of this workflow live? start one".
-* **verify and transfer**: :meth:`Store.verify` checks every line and the run's
-  :meth:`Store.anchors`; :meth:`Store.raw_lines` and :meth:`Store.import_lines` move a
-  run's exact lines between stores.
+* **verify and transfer**: :meth:`Store.verify` checks every line and the run's anchors;
+  :meth:`Store.raw_lines` and :meth:`Store.import_lines` move a run's exact lines between stores.
+* **anchors**: :meth:`Store.anchors` are the heads a run had when it finished (and after
+  each late event), recorded outside its lines by its writer; every reader checks them
+  (:mod:`runjournal.journal.anchors`), so a finished run cut short or rewritten is refused.
 * **retention**: :meth:`Store.prune` deletes finished runs (archiving them first is the
   caller's business: :mod:`runjournal.projections.prune`).
 * **side files**: :attr:`Store.side_files` is this host's directory for step logs and cancel
@@ -44,7 +49,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from runjournal.journal.errors import NotReconcilableError, WriterClosedError
+from runjournal.journal.errors import CorruptLineError, JournalError, NotReconcilableError, WriterClosedError
 from runjournal.journal.records import Anchor, Cursor, Record
 from runjournal.journal.sidefiles import SideFiles
 from runjournal.journal.status import TERMINAL_TYPES
@@ -57,8 +62,8 @@ if TYPE_CHECKING:
     from runjournal.journal.verify import Problem
 
 __all__ = [
-    "Clock", "Cursor", "Durability", "LockedRun", "Pruned", "Record", "RunReader", "RunWriter", "SideFiles", "Store",
-    "utc_now",
+    "Anchor", "Clock", "Cursor", "Durability", "LockedRun", "Projection", "Pruned", "Record", "RunReader",
+    "RunWriter", "SideFiles", "Store", "utc_now",
 ]
 
 Durability = Literal["state", "all", "none"]
@@ -84,6 +89,16 @@ class Pruned(NamedTuple):
 
     run_id: str
     outcome: PruneOutcome
+
+
+class Projection(NamedTuple):
+    """A run's fold as :meth:`Store.project` gives it."""
+
+    state: Any
+    cursor: Cursor
+    """Where the lines folded end (just before the first bad line of a damaged run)."""
+    damage: CorruptLineError | None = None
+    """The first bad line's error, if the run has one (``state`` is the fold of the lines before it)."""
 
 
 class RunReader(ABC):
@@ -113,6 +128,11 @@ class RunWriter(ABC):
     Thread-safe (the workflow runner heartbeats from a second thread). A store's writer
     implements :meth:`_write`; once it refuses (a failed fsync, a lost lock) it refuses for
     good, because what reached the store after that can no longer be vouched for.
+
+    After a terminal event, and after every event appended once the run has ended (late
+    events), the writer anchors the run's new head (:meth:`_record_anchor`), if that event
+    is durable (:meth:`_durable`): an anchor must never outlive, in a power cut, the line
+    it anchors. A store that takes a writer role over an ended run sets :attr:`ended`.
     """
 
     def __init__(self, run_id: str, location: str, cursor: Cursor, *, durability: Durability, clock: Clock) -> None:
@@ -124,6 +144,11 @@ class RunWriter(ABC):
         self._clock = clock
         self._lock = threading.Lock()
         self._refusal: str | None = None
+        self.ended = False
+        """Whether the run has a terminal event (from here on every append is anchored)."""
+        self.anchor_problem: str | None = None
+        """Why the last anchor could not be recorded (the event itself was written; the next
+        reader that verifies the run anchors it)."""
 
     @property
     def next_seq(self) -> int:
@@ -151,10 +176,35 @@ class RunWriter(ABC):
         if self._refusal is not None:
             raise WriterClosedError(f"refusing to append to {self.location}: {self._refusal}")
         self._write(event)
+        if self.ended or event.type in TERMINAL_TYPES:
+            self.ended = True
+            if self._durable(event):
+                self._anchor_head()
+
+    def _anchor_head(self) -> None:
+        head = Anchor(self.cursor.seq - 1, self.cursor.prev_hash, self.cursor.offset)
+        try:
+            self._record_anchor(head)
+        except (JournalError, OSError) as exc:
+            # The event is durable; failing the append now would tell the caller it was not.
+            self.anchor_problem = str(exc)
+        else:
+            self.anchor_problem = None
 
     @abstractmethod
     def _write(self, event: Event) -> None:
         """Persist ``event`` as the run's next line and advance :attr:`cursor` (the writer's lock is held)."""
+
+    def _durable(self, event: Event) -> bool:
+        """Whether ``event`` survives a power cut now that it is written (so its head may be anchored)."""
+        return True
+
+    def _record_anchor(self, head: Anchor) -> None:  # noqa: B027 - optional: a store that keeps no anchors
+        """Record ``head`` as an anchor of the run, outside its lines (see :meth:`Store.anchors`).
+
+        The default records nothing: a store that does not anchor (yet) keeps its runs as
+        the hash chain alone protects them.
+        """
 
     @abstractmethod
     def close(self) -> None:
@@ -265,6 +315,36 @@ class Store(ABC):
     def read(self, run_id: str, cursor: Cursor | None = None) -> RunReader:
         """A reader of ``run_id`` from ``cursor`` (the start by default); raises RunNotFoundError."""
 
+    def read_plain(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """``run_id``'s events as plain objects (:mod:`runjournal.journal.plain`), checked as :meth:`read` checks them.
+
+        The default dumps each model a strict read gives; a store may read what it verified
+        before without checking it again (its docs say what it then relies on).
+        """
+        from runjournal.journal.plain import to_plain
+
+        return (to_plain(record.event) for record in self.read(run_id))
+
+    def project(self, run_id: str, projector: Projector) -> Projection:
+        """The fold by ``projector`` of ``run_id``'s events up to the first bad line (all of them, if none is).
+
+        The :class:`Projection` says where the fold stopped and, for a damaged run, why.
+        Raises what :meth:`read` raises for a run that cannot be opened. The default folds a
+        strict read; a store may answer from a fold it kept, as long as the run is unchanged
+        since.
+        """
+        reader = self.read(run_id)
+        failures: list[CorruptLineError] = []
+
+        def events() -> Iterator[Event]:
+            try:
+                yield from reader.events()
+            except CorruptLineError as exc:
+                failures.append(exc)
+
+        state = projector.fold(events())
+        return Projection(state, reader.cursor, failures[0] if failures else None)
+
     @abstractmethod
     def run_ids(self) -> Iterator[str]:
         """Every run id, in no particular order."""
@@ -350,22 +430,25 @@ class Store(ABC):
         """Every problem in the run's lines (hash chain, sequence, framing, and its anchor), with where it is."""
 
     @abstractmethod
-    def anchors(self, run_id: str) -> list[Anchor]:
-        """The heads anchored for ``run_id`` outside its lines: a finished run's head; empty while it runs
-        (or in a store that keeps none).
-
-        Recorded by the run's writer with its appends, so deleting the run's final lines, or
-        rewriting and re-hashing them, no longer matches (:meth:`verify` reports both): every
-        anchored line must still be there with its hash, ending at its offset.
-        """
-
-    @abstractmethod
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
         """The run's whole lines exactly as stored, each without its newline (a torn tail left out)."""
 
     @abstractmethod
     def import_lines(self, run_id: str, lines: list[bytes]) -> None:
-        """Store a whole, already verified run; raises RunExistsError if the id is taken."""
+        """Store a whole, already verified run; raises RunExistsError if the id is taken.
+
+        A finished run is anchored as it is stored.
+        """
+
+    # -- anchors ----------------------------------------------------------------------
+
+    @abstractmethod
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """The heads anchored for ``run_id`` outside its lines, oldest first (empty while it runs).
+
+        Readers check them (:class:`~runjournal.journal.anchors.AnchorCheck`): every anchored
+        line must still be there with its hash, at its offset.
+        """
 
     # -- retention --------------------------------------------------------------------
 

@@ -10,12 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runjournal.journal.jsonl.store import JsonlStore
-from runjournal.journal.postgres.schema import is_postgres_url
 from runjournal.journal.root import default_root
 from runjournal.journal.store import Store
 
 if TYPE_CHECKING:
     from runjournal.journal.readmodel import Projector
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether a ``--store`` value names a PostgreSQL database rather than a directory.
+
+    Here rather than in the PostgreSQL package, whose import pulls in the event models: a
+    JSONL ``history`` must not pay for them.
+    """
+    return text.startswith(POSTGRES_SCHEMES)
+
 
 
 def open_store(

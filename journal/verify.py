@@ -2,7 +2,9 @@
 
 Unlike :class:`~journal.reader.RunReader`, which stops at the first bad line, verification
 keeps going: after a bad line it resynchronises on that line's own ``h`` and ``seq`` so one
-damaged line yields one problem, not one per line after it.
+damaged line yields one problem, not one per line after it. A run's anchors (see
+:mod:`runjournal.journal.anchors`) are checked too: a line that no longer matches its anchor,
+or a run that ends before an anchored line, is a problem of kind ``anchor``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from pathlib import Path
 
 import orjson
 
+from runjournal.journal.anchors import AnchorCheck
 from runjournal.journal.codec import MAX_LINE_BYTES, decode_line, split_hash
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.fsio import open_regular
 from runjournal.journal.lines import OverlongLine, RawLine, TornTail, iter_raw_lines
-from runjournal.journal.records import GENESIS_HASH, Anchor, check_sequence
+from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor, check_sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +40,25 @@ class Problem:
 
 @dataclass(slots=True)
 class _Chain:
+    anchors: AnchorCheck
     prev_hash: str = GENESIS_HASH
     seq: int = 0
     lines: int = 0
+    end: int = 0
 
 
-def verify_file(path: Path, run_id: str) -> Iterator[Problem]:
-    """Yield every problem in the journal of ``run_id`` at ``path`` (nothing if it is clean)."""
+def verify_file(path: Path, run_id: str, anchors: Iterable[Anchor] = ()) -> Iterator[Problem]:
+    """Yield every problem in the journal of ``run_id`` at ``path`` (nothing if it is clean).
+
+    ``anchors`` are the run's anchored heads (:meth:`runjournal.journal.store.Store.anchors`).
+    """
     where = str(path)
     try:
         fd = open_regular(path, os.O_RDONLY)
     except OSError as exc:
         yield Problem(where, 0, 0, "unreadable", str(exc))
         return
-    chain = _Chain()
+    chain = _Chain(AnchorCheck(anchors, where))
     try:
         for item in iter_raw_lines(fd):
             problem = _check_item(item, chain, run_id, where)
@@ -60,42 +68,27 @@ def verify_file(path: Path, run_id: str) -> Iterator[Problem]:
         os.close(fd)
     if chain.lines == 0:
         yield Problem(where, 1, 0, "empty", "the journal has no complete line (no 'started' event)")
+    yield from _missing_anchor(chain, where)
 
 
-def verify_lines(
-    lines: Iterable[bytes], run_id: str, where: str, *, anchors: Iterable[Anchor] = ()
-) -> Iterator[Problem]:
-    """The same checks over a run's lines as a database store holds them (one row, one line).
-
-    ``anchors`` are heads the store recorded outside the lines (:meth:`Store.anchors`), read
-    *before* them: the lines must reach each, and the line at its seq must carry its hash and
-    end at its offset (lines after it are a run that grew meanwhile). So deleting a run's
-    final lines (``truncated``), or rewriting lines and re-hashing the chain
-    (``anchor-mismatch``), is found, which the chain alone cannot show.
-    """
-    chain = _Chain()
+def verify_lines(lines: Iterable[bytes], run_id: str, where: str, anchors: Iterable[Anchor] = ()) -> Iterator[Problem]:
+    """The same checks over a run's lines as a database store holds them (one row, one line)."""
+    chain = _Chain(AnchorCheck(anchors, where))
     offset = 0
-    wanted = {anchor.seq: anchor for anchor in anchors}
     for line_no, data in enumerate(lines, 1):
         problem = _check_item(RawLine(line_no, offset, data), chain, run_id, where)
-        start, offset = offset, offset + len(data) + 1
+        offset += len(data) + 1
         if problem is not None:
             yield problem
-        anchor = wanted.pop(chain.seq - 1, None)
-        if anchor is not None and (chain.prev_hash, offset) != (anchor.hash, anchor.offset):
-            yield Problem(
-                where, line_no, start, "anchor-mismatch",
-                f"line {line_no} (seq {anchor.seq}) is not the head anchored when it was appended "
-                f"(hash {anchor.hash[:12]}..., ending at byte {anchor.offset}): the run was rewritten",
-            )
     if chain.lines == 0:
         yield Problem(where, 1, 0, "empty", "the run has no line (no 'started' event)")
-    for anchor in sorted(wanted.values()):
-        yield Problem(
-            where, chain.lines + 1, offset, "truncated",
-            f"the run's anchored head is seq {anchor.seq}, but its lines end at seq {chain.seq - 1}: "
-            "its final lines were deleted",
-        )
+    yield from _missing_anchor(chain, where)
+
+
+def _missing_anchor(chain: _Chain, where: str) -> Iterator[Problem]:
+    reason = chain.anchors.missing(Cursor(chain.end, chain.lines + 1, chain.seq, chain.prev_hash))
+    if reason is not None:
+        yield Problem(where, chain.lines + 1, chain.end, "anchor", reason)
 
 
 def _check_item(item: RawLine | OverlongLine | TornTail, chain: _Chain, run_id: str, where: str) -> Problem | None:
@@ -106,6 +99,7 @@ def _check_item(item: RawLine | OverlongLine | TornTail, chain: _Chain, run_id: 
             "'runjournal reconcile' moves them aside",
         )
     chain.lines += 1
+    chain.end = item.end
     if isinstance(item, OverlongLine):
         chain.seq += 1
         return Problem(where, item.line_no, item.offset, "corrupt", f"line is {item.length} bytes, over the {MAX_LINE_BYTES}-byte cap")
@@ -116,7 +110,8 @@ def _check_item(item: RawLine | OverlongLine | TornTail, chain: _Chain, run_id: 
         _resync(chain, item.data)
         return Problem(where, item.line_no, item.offset, _kind(exc), exc.reason)
     chain.prev_hash, chain.seq = digest, chain.seq + 1
-    return None
+    reason = chain.anchors.line(event.seq, digest, item.end)
+    return None if reason is None else Problem(where, item.line_no, item.offset, "anchor", reason)
 
 
 def _kind(exc: CorruptLineError) -> str:

@@ -11,8 +11,10 @@ nothing (a writer that was only stopped, not dead, may come back after being aba
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from runjournal.journal.events import Event, ItemsPlanned, Started, StepProgress
+from runjournal.journal.plain import PlainProgress, PlainView, plain_event
 from runjournal.journal.status import EVENT_STATUS, TERMINAL_TYPES
 from runjournal.projections.state import MAX_KEPT, Anomaly, ItemState, LateEvent, RunState, StepState, Terminal
 
@@ -46,8 +48,36 @@ def fold_steps(events: Iterable[Event], start: RunState | None = None) -> Iterat
         yield event, state
 
 
-def apply(state: RunState, event: Event) -> None:
-    """Fold one event into ``state`` in place (the fold's private step; callers use :func:`fold`)."""
+def fold_plain(objects: Iterable[dict[str, Any]], start: RunState | None = None) -> RunState:
+    """:func:`fold_into` over plain events (:mod:`runjournal.journal.plain`): the same state, no model per event.
+
+    ``start`` is folded into, in place, and returned (callers hand over a state they own,
+    typically one just loaded from a snapshot); a fresh state when None. Equal to
+    :func:`fold` of the same events (``tests/test_plain.py``).
+    """
+    state = start if start is not None else RunState()
+    for obj in objects:
+        apply(state, plain_event(obj))
+    return state
+
+
+def fold_plain_steps(
+    objects: Iterable[dict[str, Any]], start: RunState | None = None
+) -> Iterator[tuple[dict[str, Any], Event | PlainView, RunState]]:
+    """Yield ``(object, event, state after it)`` for each plain event; ``event`` is what the fold read
+    (a model, or a light view with the same attributes). The state object is reused."""
+    state = start.copy() if start is not None else RunState()
+    for obj in objects:
+        event = plain_event(obj)
+        apply(state, event)
+        yield obj, event, state
+
+
+def apply(state: RunState, event: Event | PlainView) -> None:
+    """Fold one event into ``state`` in place (the fold's private step; callers use :func:`fold`).
+
+    ``event`` is a model or a plain view (:mod:`runjournal.journal.plain`) with the same attributes.
+    """
     if state.events and event.seq != state.last_seq + 1:
         _anomaly(state, event, "seq-gap", f"seq {event.seq} follows {state.last_seq}")
     state.events += 1
@@ -62,8 +92,8 @@ def apply(state: RunState, event: Event) -> None:
         return
     if event.type != "abandoned":  # a reconciler's event is no sign of the writer's life
         state.last_seen_at = event.ts
-    if isinstance(event, StepProgress):
-        _apply_progress(state, event)
+    if event.type == "step-progress":  # a model or a plain view (no isinstance: the view is no model)
+        _apply_progress(state, event)  # type: ignore[arg-type]
     elif isinstance(event, Started):
         _apply_started(state, event)
     elif isinstance(event, ItemsPlanned):
@@ -72,7 +102,10 @@ def apply(state: RunState, event: Event) -> None:
         _apply_terminal(state, event)  # type: ignore[arg-type]
 
 
-def _anomaly(state: RunState, event: Event, kind: str, message: str) -> None:
+Progress = StepProgress | PlainProgress
+
+
+def _anomaly(state: RunState, event: Event | PlainView, kind: str, message: str) -> None:
     # Counted always, kept up to a bound: a hostile journal must not grow the state without limit.
     state.anomaly_count += 1
     if len(state.anomalies) < MAX_KEPT:
@@ -108,7 +141,7 @@ def _apply_items_planned(state: RunState, event: ItemsPlanned) -> None:
             items[name] = ItemState(name)
 
 
-def _apply_progress(state: RunState, event: StepProgress) -> None:
+def _apply_progress(state: RunState, event: Progress) -> None:
     if state.started is None:
         _anomaly(state, event, "before-started", f"step {event.step!r} progress before 'started'")
     step = state.steps.get(event.step)
@@ -124,7 +157,7 @@ def _apply_progress(state: RunState, event: StepProgress) -> None:
     _apply_step_state(state, step, event)
 
 
-def _apply_step_state(state: RunState, step: StepState, event: StepProgress) -> None:
+def _apply_step_state(state: RunState, step: StepState, event: Progress) -> None:
     if event.state == "started":
         if step.state != "pending":
             _anomaly(state, event, "step-restarted", f"step {step.name!r} started again while {step.state}")
@@ -143,7 +176,7 @@ def _apply_step_state(state: RunState, step: StepState, event: StepProgress) -> 
         step.message = event.message
 
 
-def _apply_item(state: RunState, step: StepState, event: StepProgress) -> None:
+def _apply_item(state: RunState, step: StepState, event: Progress) -> None:
     name = event.item or ""
     item = step.items.get(name)
     if item is None:

@@ -43,6 +43,7 @@ from runjournal.projections.liveness import (
     operator_verdict,
 )
 from runjournal.projections.state import RunState
+from runjournal.projections.summary import PROJECTOR
 
 Action = Literal["abandoned", "would-abandon", "alive", "unknown", "terminal", "busy", "read-only"]
 """What reconciling a run did (or, with ``dry_run``, would do):
@@ -123,9 +124,16 @@ def fold_run(store: Store, run_id: str, known: Folded | None = None) -> Folded:
 
     Resuming from a cursor checks that the new lines continue the hash chain there, as
     every incremental read does; a long run is then read once however often it is judged.
+    From the start, the store projects the run (:meth:`Store.project`: a run verified
+    before is not checked again). Raises the first bad line's error.
     """
-    reader = store.read(run_id, known.cursor if known is not None else None)
-    state = fold_into(known.state if known is not None else RunState(), reader.events())
+    if known is None:
+        projection = store.project(run_id, PROJECTOR)
+        if projection.damage is not None:
+            raise projection.damage
+        return Folded(projection.state, projection.cursor)
+    reader = store.read(run_id, known.cursor)
+    state = fold_into(known.state, reader.events())
     return Folded(state, reader.cursor)
 
 
@@ -291,14 +299,10 @@ def verified_prefix(store: Store, run_id: str) -> tuple[RunState, CorruptLineErr
 
     Raises the error itself when not even the first line verifies (nothing to show).
     """
-    state = RunState()
-    try:
-        fold_into(state, store.read(run_id).events())
-    except CorruptLineError as exc:
-        if state.events == 0:
-            raise
-        return state, exc
-    return state, None
+    projection = store.project(run_id, PROJECTOR)
+    if projection.damage is not None and projection.state.events == 0:
+        raise projection.damage
+    return projection.state, projection.damage
 
 
 def _operator_name() -> str:

@@ -60,6 +60,11 @@ class SummaryProjector:
         from runjournal.projections.fold import fold_into
 
         return fold_into(state, events)
+    def fold_plain(self, objects: Iterable[dict[str, Any]], start: Any = None) -> RunState:
+        """The status fold over plain events, into ``start`` (:func:`runjournal.projections.fold.fold_plain`)."""
+        from runjournal.projections.fold import fold_plain
+
+        return fold_plain(objects, start=start)
 
     def row(self, state: RunState, error: str | None = None) -> list[Any]:
         """See :func:`summary_row`."""
@@ -68,6 +73,11 @@ class SummaryProjector:
     def is_terminal(self, state: RunState) -> bool:
         """Whether the run has ended."""
         return state.is_terminal
+
+    def weight(self, state: RunState) -> int:
+        """About 300 bytes per step or item, 200 per kept late event or anomaly, 2 kB for the rest."""
+        units = len(state.steps) + sum(len(step.items) for step in state.steps.values())
+        return 2000 + 300 * units + 200 * (len(state.late_events) + len(state.anomalies))
 
     def dump(self, state: RunState) -> Any:
         """The state as JSON-ready data, or None for an unfinished run of over :data:`MAX_SNAPSHOT_UNITS`

@@ -136,9 +136,9 @@ def test_a_truncated_run_fails_verify_and_is_never_reconciled(store: PgStore, pg
         conn.execute("UPDATE rj_runs SET folded_seq = NULL")  # a cold read model: nothing cached hides it
     out = _cli("--store", pg_url, "verify", run_id, "--json")
     assert out.exit_code == 1
-    assert [p["kind"] for p in json.loads(out.stdout)["runs"][0]["problems"]] == ["truncated"]
+    assert [p["kind"] for p in json.loads(out.stdout)["runs"][0]["problems"]] == ["anchor"]
     rows = list(history_rows(store))
-    assert [(r.status, "final lines were deleted" in (r.reason or "")) for r in rows] == [("damaged", True)]
+    assert [(r.status, "cut short" in (r.reason or "")) for r in rows] == [("damaged", True)]
     assert len(list(store.raw_lines(run_id))) == len(lines) - 1  # nothing appended: not reconciled
     assert _cli("--store", pg_url, "show", run_id).exit_code == 3
 
@@ -154,7 +154,7 @@ def test_a_rewritten_and_rehashed_run_fails_verify(store: PgStore, pg_url: str) 
             conn.execute("UPDATE rj_events SET line = %s WHERE run_id = %s AND seq = %s", (line, run_id, seq))
     out = _cli("--store", pg_url, "verify", run_id, "--json")
     assert out.exit_code == 1
-    assert [p["kind"] for p in json.loads(out.stdout)["runs"][0]["problems"]] == ["anchor-mismatch"]
+    assert [p["kind"] for p in json.loads(out.stdout)["runs"][0]["problems"]] == ["anchor"]
 
 
 # -- partitions and pruning ---------------------------------------------------------------------

@@ -9,7 +9,9 @@ from click.testing import CliRunner, Result
 
 from runjournal.cli.main import cli
 from runjournal.journal.jsonl import JsonlStore
-from runjournal.journal.jsonl.index import INDEX_DIR, SHARDS, load_shard
+from runjournal.journal.jsonl.index import INDEX_DIR
+from runjournal.journal.jsonl.index_files import load_manifest
+from runjournal.journal.jsonl.index_segments import SegmentSet
 from runjournal.journal.testing.builders import exited_writer_identity
 from runjournal.journal.testing.contract_support import begin, started, writer_alive_after_close
 
@@ -19,7 +21,9 @@ def _cli(root: Path, *args: str) -> Result:
 
 
 def _indexed(root: Path) -> set[str]:
-    return {run_id for n in range(SHARDS) for run_id in load_shard(root / INDEX_DIR, n)}
+    manifest = load_manifest(root / INDEX_DIR)
+    finished = SegmentSet(root / INDEX_DIR, manifest.segments).newest_first()
+    return {run_id for run_id, _ in finished} | set(manifest.live)
 
 
 def _store(root: Path) -> JsonlStore:

@@ -30,6 +30,10 @@ class TestJsonlStore(StoreContract):
         root.mkdir(mode=0o700)
         return JsonlStore(root)
 
+    def drop_last_line(self, store: Store, run_id: str) -> None:
+        path = Path(store.location(run_id))
+        path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+
 
 class TestMemoryStore(StoreContract):
     """Runs in this process's memory."""
@@ -41,6 +45,9 @@ class TestMemoryStore(StoreContract):
 
     def reopen(self, store: Store) -> Store:
         return store  # one process, one store object: ownership is per writer, not per store object
+
+    def drop_last_line(self, store: Store, run_id: str) -> None:
+        store._lines[run_id].pop()  # type: ignore[attr-defined]
 
 
 class TestPgStore(StoreContract):
@@ -57,6 +64,13 @@ class TestPgStore(StoreContract):
         from runjournal.journal.postgres import PgStore
 
         return PgStore(self.url, local_root=self.tmp_path / "local", projector=PROJECTOR)
+
+    def drop_last_line(self, store: Store, run_id: str) -> None:
+        import psycopg  # only this suite needs the driver
+
+        with psycopg.connect(self.url) as conn:
+            conn.execute("DELETE FROM rj_events WHERE run_id = %s AND seq = (SELECT max(seq) FROM rj_events "
+                         "WHERE run_id = %s)", (run_id, run_id))
 
     def recorded_summary(self, store: Store, run_id: str) -> RunSummary | None:
         """``rj_runs.summary`` when it describes the run up to its head (read with a session of its own)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from itertools import takewhile
+from typing import Any
 
 import click
 
@@ -18,13 +19,17 @@ from runjournal.cli.rendering.output import (
 )
 from runjournal.cli.rendering.textfmt import status_with_reason
 from runjournal.cli.rendering.textviews import EVENT_HEADER, event_text, progress_text, step_table
-from runjournal.cli.rendering.views import display_reason, display_status, event_object
+from runjournal.cli.rendering.views import display_reason, display_status, plain_event_object
 from runjournal.cli.target import Target
 from runjournal.journal.errors import CorruptLineError
 from runjournal.journal.events import Event
-from runjournal.projections.fold import fold_steps
+from runjournal.journal.plain import PlainView
+from runjournal.projections.fold import fold_plain_steps
 from runjournal.projections.reconcile import CurrentState, current_state
 from runjournal.projections.state import RunState
+
+Step = tuple[dict[str, Any], Event | PlainView, RunState]
+"""One replayed event: its JSON object, what the fold read, and the state after it."""
 
 
 @click.command()
@@ -57,57 +62,70 @@ def replay(
     store = target.open()
     run_id = store.resolve(run)
     current = current_state(store, run_id, reconcile=not no_reconcile)
-    prefix = VerifiedEvents(store.read(run_id).events())
-    events: Iterable[Event] = prefix
+    # One streaming pass over plain events: a run read before is not checked again (Store.read_plain).
+    prefix = VerifiedObjects(store.read_plain(run_id))
+    objects: Iterable[dict[str, Any]] = prefix
     if until is not None:
-        events = takewhile(lambda event: event.seq <= until, events)
-    steps = fold_steps(events)
+        objects = takewhile(lambda obj: obj["seq"] <= until, objects)
+    steps: Iterator[Step] = fold_plain_steps(objects)
     if speed is not None:
         steps = paced(steps, speed)
     if fmt is not OutputFormat.TEXT:
-        emit_objects((event_object(event, state) for event, state in steps), fmt)
+        emit_objects(_event_objects(steps), fmt)
     else:
         # Paced output goes out line by line; otherwise in batches (a million-event replay).
-        emit_lines(replay_lines(steps, current, raw), raw, batch=1 if speed is not None else 512)
+        text = replay_lines(((event, state) for _, event, state in steps), current, raw)
+        emit_lines(text, raw, batch=1 if speed is not None else 512)
     if prefix.damage is not None:
         raise damaged_error(run_id, prefix.damage)
 
 
-class VerifiedEvents:
-    """A run's events up to its first bad line; afterwards ``damage`` is that line's error (None if none)."""
+class VerifiedObjects:
+    """A run's plain events up to its first bad line; afterwards ``damage`` is that line's error (None if none)."""
 
-    def __init__(self, events: Iterator[Event]) -> None:
-        self.events = events
+    def __init__(self, objects: Iterator[dict[str, Any]]) -> None:
+        self.objects = objects
         self.damage: CorruptLineError | None = None
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
-            yield from self.events
+            yield from self.objects
         except CorruptLineError as exc:
             self.damage = exc
+
+
+def _event_objects(steps: Iterator[Step]) -> Iterator[dict[str, Any]]:
+    """The JSON object of each step; the step counts are recounted only after an event that can change them."""
+    counts = None
+    for obj, _, state in steps:
+        if counts is None or obj["type"] != "heartbeat":  # a heartbeat changes no step
+            counts = (state.steps_done, state.steps_total)
+        yield plain_event_object(obj, state, counts)
 
 
 MAX_WAIT = 5.0
 """Longest pause ``--speed`` makes between two events, in seconds: longer gaps are shortened to it."""
 
 
-def paced(steps: Iterator[tuple[Event, RunState]], speed: float) -> Iterator[tuple[Event, RunState]]:
+def paced(steps: Iterator[Step], speed: float) -> Iterator[Step]:
     """Yield each step after the original gap between its event and the previous one, divided by ``speed``.
 
     Each pause is at most :data:`MAX_WAIT` seconds, so a gap of hours (or of centuries, in a
     hostile journal) never stalls the replay.
     """
     previous = None
-    for event, state in steps:
+    for obj, event, state in steps:
         if previous is not None:
             gap = min((event.ts - previous).total_seconds() / speed, MAX_WAIT)
             if gap > 0:
                 time.sleep(gap)  # the original timing is the feature here, not a wait for a condition
         previous = event.ts
-        yield event, state
+        yield obj, event, state
 
 
-def replay_lines(steps: Iterator[tuple[Event, RunState]], current: CurrentState, raw: bool) -> Iterator[str]:
+def replay_lines(
+    steps: Iterator[tuple[Event | PlainView, RunState]], current: CurrentState, raw: bool
+) -> Iterator[str]:
     """The text form of ``replay``: one line per event, then the state the replayed events add up to."""
     yield EVENT_HEADER
     last: RunState | None = None

@@ -11,12 +11,21 @@ import click
 
 from runjournal.cli.completion import complete_run_ids
 from runjournal.cli.errors import JournalClickError, UserError
-from runjournal.cli.rendering.output import OutputFormat, clean, dumps, emit_json, emit_lines, emit_text, output_options
+from runjournal.cli.rendering.output import (
+    OutputFormat,
+    clean,
+    dumps,
+    emit_json_streamed,
+    emit_lines,
+    emit_text,
+    output_options,
+)
 from runjournal.cli.rendering.textfmt import duration_text, local_time, status_with_reason
 from runjournal.cli.rendering.textviews import WORK_KEYS, event_detail, progress_text, step_table, work_lines
 from runjournal.cli.rendering.timelinetext import timeline_lines
 from runjournal.cli.rendering.views import (
     DERIVED_ABANDONED,
+    detail_streams,
     display_reason,
     display_status,
     liveness_text,
@@ -65,13 +74,13 @@ def show(target: Target, run: str, timeline: bool, no_reconcile: bool, fmt: Outp
     current = current_state(store, run_id, reconcile=not no_reconcile)
     if current.error is not None:
         click.echo(f"runjournal: warning: {clean(str(current.error))}", err=True)
-    detail = run_detail(current, store.location(run_id), steps=fmt is OutputFormat.JSON)
+    detail = run_detail(current, store.location(run_id), steps=False)
     if timeline:
         for line in timeline_lines_of(current, raw):
             emit_text(line, raw)
         return
     if fmt is OutputFormat.JSON:
-        emit_json(detail)
+        emit_json_streamed(detail, detail_streams(current.state))  # a million steps are never held as lists
     else:
         late = _late_events(store, run_id, current) if current.state.late_events else {}
         emit_lines(show_lines(current, detail, raw, late), raw)

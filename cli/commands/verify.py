@@ -17,18 +17,23 @@ from runjournal.journal.status import ExitCode
 @output_options()
 @click.pass_obj
 def verify(target: Target, runs: tuple[str, ...], fmt: OutputFormat, raw: bool) -> None:
-    """Check the hash chain, sequence and framing of every line of RUNs (default: all runs).
+    """Check every line of RUNs (default: all runs), and their anchors, byte for byte.
 
-    Reports every problem with its file, line and byte offset. Exit 0 if clean, 1 if any
-    problem was found.
+    Reads each run whole, always (never from a cache): framing, JSON, the hash chain,
+    schema, sequence, and the heads anchored when the run finished. Reports every problem
+    with its file, line and byte offset. Exit 0 if clean, 1 if any problem was found.
 
-    What it detects: a changed, inserted, removed, duplicated or reordered line anywhere
-    before the last one, a line from another run, a torn tail, framing and schema errors.
-    On a store that anchors a finished run's head outside its lines (PostgreSQL, with every
-    append), also lines dropped from its end (`truncated`) and a rewrite that recomputes
-    every later hash (`anchor-mismatch`). Without an anchor it does not detect those, nor a
-    whole file replaced by another valid run: the chain has no key, it shows accidental
-    damage, not deliberate tampering (see docs/format.md).
+    \b
+    Detected: a changed, inserted, removed, duplicated or reordered line anywhere before
+    the last one, a line from another run, a torn tail, framing and schema errors; once a
+    run's head is anchored (by its writer as it finishes, or by the first history that
+    sees it settled), also its final lines dropped, a line changed and every hash after it
+    recomputed, or the whole file replaced by another valid run; a changed line of the
+    anchor log, or one removed from its middle.
+    Not detected: the same done to a run not yet anchored (still running, for one), or by
+    someone who also rewrites or cuts the anchor log to match: the anchors live in the
+    journal root (in rj_runs on PostgreSQL) and carry no key (see "Anchors" in
+    docs/format.md).
     """
     store = target.open()
     run_ids = [store.resolve(ref) for ref in runs] if runs else sorted(store.run_ids())

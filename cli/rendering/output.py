@@ -65,6 +65,33 @@ def emit_json(obj: Any) -> None:
     click.echo(dumps(obj))
 
 
+def emit_json_streamed(obj: dict[str, Any], streams: dict[str, Iterable[Any]], batch: int = 512) -> None:
+    """Print ``obj`` as one JSON document (the bytes :func:`emit_json` would print), the values of
+    the keys in ``streams`` written element by element from their iterables instead of held.
+
+    For ``show --json`` of a run of a million steps: the steps and the progress lists are
+    never built as lists.
+    """
+    out = sys.stdout
+    out.write("{")
+    for index, (key, value) in enumerate(obj.items()):
+        out.write(("," if index else "") + dumps(key) + ":")
+        if key not in streams:
+            out.write(dumps(value))
+            continue
+        pending, separator = ["["], ""
+        for element in streams[key]:
+            pending.append(separator + dumps(element))
+            separator = ","
+            if len(pending) >= batch:
+                out.write("".join(pending))
+                pending.clear()
+        pending.append("]")
+        out.write("".join(pending))
+    out.write("}\n")
+    out.flush()
+
+
 def emit_json_array(rows: Iterable[Any], batch: int = 256) -> None:
     """Stream a JSON array one element per line, without holding the rows in memory.
 

@@ -24,6 +24,7 @@ from runjournal.cli.rendering.views import (
     unit_status,
 )
 from runjournal.journal.events import Event, StepProgress
+from runjournal.journal.plain import PlainProgress, PlainView
 from runjournal.projections.leftovers import describe, unit_label
 from runjournal.projections.reconcile import CurrentState
 from runjournal.projections.state import RunState, StepState
@@ -134,7 +135,7 @@ EVENT_HEADER = f"{'SEQ':>5}  {'TIME':<19}  {'EVENT':<{EVENT_TYPE_WIDTH}}  {'STAT
 """The header above :func:`event_text` lines."""
 
 
-def event_text(event: Event, state: RunState, raw: bool) -> str:
+def event_text(event: Event | PlainView, state: RunState, raw: bool) -> str:
     """One event as a line: seq, local time, type, status after it, details."""
     detail = event_detail(event, raw)
     status = status_text(state.status, STATUS_WIDTH)
@@ -142,13 +143,13 @@ def event_text(event: Event, state: RunState, raw: bool) -> str:
     return line.rstrip()
 
 
-def event_detail(event: Event, raw: bool) -> str:
-    """The interesting fields of one event, in words."""
+def event_detail(event: Event | PlainView, raw: bool) -> str:
+    """The interesting fields of one event (a model, or a plain view of one), in words."""
     def c(text: object) -> str:
         return clean(text, raw, inline=True)
 
-    if isinstance(event, StepProgress):
-        return _progress_detail(event, c)
+    if event.type == "step-progress":
+        return _progress_detail(event, c)  # type: ignore[arg-type]
     if event.type == "started":
         w = event.writer
         return f"workflow {c(event.workflow)}, {len(event.steps)} step(s), writer pid {w.pid} on {c(w.host)}"
@@ -191,7 +192,7 @@ def _stopped_summary(evidence: dict[str, Any]) -> str:
     return text
 
 
-def _progress_detail(event: StepProgress, c: Callable[[object], str]) -> str:
+def _progress_detail(event: StepProgress | PlainProgress, c: Callable[[object], str]) -> str:
     if event.item is not None:
         text = f"{c(event.step)}[{c(event.item)}] {event.item_state or event.state}"
     else:

@@ -172,6 +172,16 @@ def item_object(item: ItemState, run: RunState | None = None) -> dict[str, Any]:
     }
 
 
+def detail_streams(state: RunState) -> dict[str, Iterator[dict[str, Any]]]:
+    """The lists of :func:`run_detail` that grow with the run, as iterators (for a streamed ``show --json``)."""
+    return {
+        "steps": (step_object(step, state) for step in state.steps.values()),
+        "completed": progress_units(state, "ended"),
+        "in_flight": progress_units(state, "started"),
+        "never_started": progress_units(state, "pending"),
+    }
+
+
 def progress_lists(state: RunState) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Units of work split into completed, in flight and never started.
 
@@ -193,14 +203,20 @@ def progress_units(state: RunState, bucket: str) -> Iterator[dict[str, Any]]:
                 yield {"step": step.name, "item": item, "status": unit_status(state, status)}
 
 
+def plain_event_object(
+    obj: dict[str, Any], state: RunState, counts: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """:func:`event_object` of a plain event (its JSON object as the model dumps it): the same fields.
+
+    ``counts`` are ``(steps_done, steps_total)`` of ``state`` if the caller has them.
+    """
+    done, total = counts if counts is not None else (state.steps_done, state.steps_total)
+    return {
+        "seq": obj["seq"], "type": obj["type"], "ts": obj["ts"], "status_after": state.status,
+        "steps_done": done, "steps_total": total, "event": obj,
+    }
+
+
 def event_object(event: Event, state: RunState) -> dict[str, Any]:
     """One event of ``replay``/``follow`` with the status after it."""
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "ts": iso(event.ts),
-        "status_after": state.status,
-        "steps_done": state.steps_done,
-        "steps_total": state.steps_total,
-        "event": event.model_dump(mode="json"),
-    }
+    return plain_event_object(event.model_dump(mode="json"), state)

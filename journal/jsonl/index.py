@@ -1,89 +1,77 @@
-"""The history read model: a disposable index of every run's summary, folded incrementally.
+"""The history read model: a disposable index of every run's summary, newest first, in O(what is shown).
 
-For each run the index keeps a :class:`~runjournal.journal.readmodel.RunSummary` (what ``history`` lists), the
-:class:`~runjournal.journal.records.Cursor` the fold stopped at, and the identity of the file it was
-computed from (``st_dev``, ``st_ino``, ``st_size``, ``st_mtime_ns``, taken with ``fstat``
-before reading, so bytes appended during the read are picked up next time). A refresh:
+Finished runs are kept in id order in immutable segments, live runs in the manifest
+(:mod:`~runjournal.journal.jsonl.index_files`). ``history -n 20`` reads the manifest and the
+newest segment, and ``lstat``\\ s only the live runs: never one file per finished run. What
+can change behind its back is noticed thus:
 
-* lists the runs with one directory scan and ``lstat``\\ s each file (no read);
-* reuses an entry whose file identity is unchanged: a finished run is never read again;
-* folds only the appended bytes of a grown non-terminal run, resuming from the saved fold
-  state and cursor (the hash chain of the first new line proves the tail continues the
-  bytes folded before);
-* folds a run from its first byte when it is new, replaced (other inode), shorter than
-  the saved cursor, rewritten in place (same size, other mtime), or a finished run that
-  grew (late events).
+* **new and deleted runs** change the ``runs/`` directory's mtime: only then is the
+  directory listed, and only the segments whose run count or id fingerprint no longer
+  matches the listing are read (new runs, whose ids sort newest, touch the last one). A
+  directory changed less than :data:`RACY_SECONDS` before it was looked at is listed again
+  next time (a timestamp tick can hide a second change);
+* **live runs** are ``lstat``\\ ed on every call and folded on from their saved cursor;
+* **finished runs changed by runjournal** (a late event appended by a writer, a reconciler's
+  repair, an import) leave a line in the anchor log, whose shards history compares by size:
+  those runs are checked at once;
+* **finished runs changed by anything else** (a foreign writer appending after the terminal
+  event, an editor, tampering) are found by the sweep: each call ``lstat``\\ s the runs of
+  one segment (:data:`~runjournal.journal.jsonl.index_files.SEGMENT_RUNS`, in turn), so every
+  run is checked at least once every ``runs / 1000`` calls; ``show``, ``replay`` and
+  ``verify`` check the file itself every time.
 
-The index is only a cache: deleting it loses nothing (the next refresh rebuilds it and
-yields the same summaries). It lives in ``<root>/index/`` (0700) as :data:`SHARDS` files
-(0600) keyed by a hash of the run id, so a change rewrites 1/64 of it. Each shard is
-replaced atomically (temporary file, fsync, rename): a reader sees the old or the new
-shard, never a mix. Two refreshers racing may each rename their own shard; both are valid
-(every entry carries the identity it was computed at), the later rename wins, and an
-entry that is stale is folded forward by the next refresh. The directory is not fsynced:
-losing a rename to a power cut only leaves an older, still valid, shard.
-
-The fold is the caller's :class:`~runjournal.journal.readmodel.Projector`. This module
-imports neither pydantic nor the reader at start-up (they cost ~100 ms); they are imported
-the first time a run actually has to be folded.
+A changed run is folded again (:mod:`~runjournal.journal.jsonl.index_fold`). A finished run
+without an anchor (a foreign writer's, or one whose writer died before anchoring) is
+anchored on first sight. The index is only a cache: deleting it loses nothing.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
-import zlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from runjournal.journal.crashpoints import crash_point
-from runjournal.journal.errors import CorruptLineError, JournalError
-from runjournal.journal.fsio import ensure_private_dir, open_regular
-from runjournal.journal.jsonl.index_shards import (
-    _DEV,
-    _INO,
-    _LINE,
-    _LONG,
-    _OFFSET,
-    _PREV,
-    _SEQ,
-    _SIZE,
-    _STATE,
+from runjournal.journal.errors import JournalError
+from runjournal.journal.fsio import ensure_private_dir
+from runjournal.journal.jsonl.anchorlog import ANCHOR_DIR, runs_noticed, shard_sizes
+from runjournal.journal.jsonl.index_files import (
     _SUMMARY,
+    _TAIL,
     FORMAT,
-    SHARDS,
     VERSION,
-    load_shard,
+    Manifest,
+    load_manifest,
     parse_entry,
     remove_leftovers,
-    shard_of,
-    shard_path,
-    write_shard,
+    write_manifest,
 )
+from runjournal.journal.jsonl.index_fold import RETRY, fold_entry, identity, stat_identity
+from runjournal.journal.jsonl.index_segments import LostSegment, SegmentSet
 from runjournal.journal.readmodel import Progress, Projector, RunSummary
-from runjournal.journal.records import Cursor
+from runjournal.journal.records import Anchor
 
-__all__ = ["FORMAT", "INDEX_DIR", "SHARDS", "VERSION", "HistoryIndex", "load_shard", "shard_of", "shard_path"]
+__all__ = ["FORMAT", "INDEX_DIR", "VERSION", "HistoryIndex"]
 
 if TYPE_CHECKING:
-    from runjournal.journal.jsonl.reader import JsonlRunReader
     from runjournal.journal.jsonl.store import JsonlStore
 
 INDEX_DIR = "index"
 """The index's directory under the journal root."""
-
 RUN_SUFFIX = ".jsonl"
+RACY_SECONDS = 2.0
+"""A ``runs/`` directory modified this recently is not trusted to be unchanged next time."""
 
-_RETRY = -1
-"""A size no file has: an entry whose read failed for a passing reason (EACCES, EIO) is retried, never saved."""
 
 class HistoryIndex:
     """The history read model of one store. Not thread-safe; use one per thread or process.
 
-    ``save=False`` keeps everything in memory (a read-only journal root is detected and
-    treated the same way; :attr:`problem` then says why nothing was saved).
+    ``save=False`` keeps everything in memory (a journal root that cannot be written, or
+    that belongs to another user, is treated the same way; :attr:`problem` says why).
     """
 
     def __init__(
@@ -95,221 +83,234 @@ class HistoryIndex:
         self.save_enabled = save
         self.progress = progress
         self.problem: str | None = None
-        self.counts = {"appended": 0, "refolded": 0}
-        """How many runs the passes so far folded from a saved cursor, and from their first byte."""
-        # Shard number -> run id -> saved line. Entries stay serialised until used, which
-        # keeps a 100,000-run index at a few dozen MB instead of a few hundred.
-        self._shards: dict[int, dict[str, bytes]] = {}
-        self._dirty: set[int] = set()
+        self.counts = {"appended": 0, "refolded": 0, "checked": 0}
+        """Runs folded on from a saved cursor, folded from their start, and run files ``lstat``\\ ed."""
+        self._manifest = Manifest()
+        self._segments: SegmentSet | None = None
+        self._pending: set[str] = set()
+        self._tofu: list[tuple[str, Anchor]] = []
+        self._dir_fd = -1
+        self._walked = 0
+        self._total = 0
+        self._last: str | None = None
+        self._relist = False
+        self._live_changed = False
 
     # ---- reading ------------------------------------------------------------------------
 
     def summaries(self) -> Iterator[RunSummary]:
-        """Every run's summary, newest first (run ids sort by time), folding only what changed.
+        """Every run's summary, newest first (run ids sort by time), checking only what may have changed.
 
-        Streams: a run is checked (and folded if needed) when it is reached. The index is
-        saved when the iteration ends, also when the caller stops early (``--limit``);
-        entries of deleted runs are dropped only after a complete pass.
+        Streams, and saves the index when the iteration ends, also when the caller stops early.
         """
-        run_ids = sorted(self.store.run_ids(), reverse=True)
-        complete = False
         try:
-            dir_fd = os.open(self.store.runs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._dir_fd = os.open(self.store.runs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             return
         try:
-            yield from self._walk(run_ids, dir_fd)
-            complete = True
+            runs_dir, racy = _dir_identity(self._dir_fd)
+            self._prepare(runs_dir, shard_sizes(self.store.root / ANCHOR_DIR))
+            if racy:
+                self._relist = True
+            yield from self._walk()
         finally:
-            os.close(dir_fd)
-            if complete:
-                self._prune(set(run_ids))
+            os.close(self._dir_fd)
             self.save()
-
-    def _walk(self, run_ids: list[str], dir_fd: int) -> Iterator[RunSummary]:
-        """The summaries of ``run_ids``, in order: the hot loop of every history call, so kept flat."""
-        shards, stat, make = self._shards, os.stat, tuple.__new__
-        for n, run_id in enumerate(run_ids):
-            number = zlib.crc32(run_id.encode()) % SHARDS
-            shard = shards.get(number)
-            if shard is None:
-                shard = shards[number] = load_shard(self.directory, number)
-            line = shard.get(run_id)
-            try:
-                info = stat(run_id + RUN_SUFFIX, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            entry = None if line is None else parse_entry(line, run_id)
-            if entry is None or entry[_DEV:_SUMMARY] != [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]:
-                entry = self._update(run_id, entry, info, n, len(run_ids))
-            yield make(RunSummary, (run_id, *entry[_SUMMARY]))
 
     def refresh(self) -> int:
         """Bring the whole index up to date and save it; return the number of runs."""
         return sum(1 for _ in self.summaries())
 
-    def state(self, run_id: str) -> tuple[Any, JsonlRunReader]:
-        """The run's full, current fold state, from the saved state of a live run when there is one.
+    def _prepare(self, runs_dir: list[int], anchors: list[list[int]]) -> None:
+        """Load the manifest and settle, before the walk, everything that is not a live or new run."""
+        manifest = load_manifest(self.directory)
+        segments = SegmentSet(self.directory, manifest.segments)
+        if not manifest.cold and not segments.all_present():
+            manifest, segments = Manifest(), SegmentSet(self.directory, [])  # a segment was removed: rebuild
+        self._manifest, self._segments = manifest, segments
+        stored_dir, stored_anchors = manifest.runs_dir, manifest.anchors
+        manifest.runs_dir, manifest.anchors = runs_dir, anchors
+        if manifest.cold:
+            self._pending = set(self.store.run_ids())
+            return
+        noticed = None if stored_anchors is None else runs_noticed(self.store.root / ANCHOR_DIR, stored_anchors,
+                                                                   anchors)
+        if noticed is None:
+            self._sweep(range(len(manifest.segments)))  # the anchor log was replaced or cut: check every run
+        else:
+            self._recheck(noticed)
+            if manifest.segments:
+                self._sweep([manifest.sweep % len(manifest.segments)])
+                manifest.sweep = (manifest.sweep + 1) % len(manifest.segments)
+        if stored_dir != runs_dir:
+            self._diff_listing()
 
-        Returns the state and the exhausted reader (its ``cursor`` and ``torn_tail`` say where
-        the run ends). Raises what the reader raises. Finished runs keep only a summary in
-        the index, so their state is folded from the file.
-        """
-        entry = self._entry(run_id)
-        if entry is not None and len(entry) == _LONG:
-            try:
-                cursor = Cursor(entry[_OFFSET], entry[_LINE], entry[_SEQ], entry[_PREV])
-                return self._fold_tail(run_id, self.projector.load(entry[_STATE]), cursor)
-            except (JournalError, ValueError, TypeError):
-                pass  # a stale or damaged entry: fold from the start, which raises if the journal is bad
-        return self._fold_tail(run_id, None, None)
+    def _walk(self) -> Iterator[RunSummary]:
+        """Segments, live runs and new runs merged newest first: the hot loop of every history call."""
+        segments = self._segments
+        assert segments is not None
+        live = sorted(self._manifest.live, reverse=True)
+        pending = sorted(self._pending, reverse=True)
+        self._total = segments.count + len(live) + len(pending)
+        sources = [segments.newest_first(), ((r, _CHECK) for r in live), ((r, _CHECK) for r in pending)]
+        make = tuple.__new__
+        try:
+            for run_id, line in heapq.merge(*sources, key=_run_id, reverse=True):
+                if run_id == self._last:
+                    continue
+                self._last = run_id
+                self._walked += 1
+                if line is _CHECK:
+                    entry = self._checked(run_id)
+                else:
+                    entry = None if line is None else parse_entry(line, run_id)  # a finished run: as saved
+                if entry is not None:
+                    yield make(RunSummary, (run_id, *entry[_SUMMARY]))
+        except LostSegment:
+            yield from self._walk_listing()
 
-    def _fold_tail(self, run_id: str, state: Any, cursor: Cursor | None) -> tuple[Any, JsonlRunReader]:
-        reader = self.store.read(run_id, cursor)
-        return self.projector.fold(reader.events(), state), reader
+    def _walk_listing(self) -> Iterator[RunSummary]:
+        """A segment could not be read: go on with every listed run below the last one yielded, folding each."""
+        last = self._last
+        self._segments = SegmentSet(self.directory, [])
+        self._relist = True
+        self._pending = {r for r in self.store.run_ids() if last is None or r < last}
+        make = tuple.__new__
+        for run_id in sorted(self._pending, reverse=True):
+            entry = self._checked(run_id)
+            if entry is not None:
+                yield make(RunSummary, (run_id, *entry[_SUMMARY]))
 
     # ---- one run ------------------------------------------------------------------------
 
-    def _update(self, run_id: str, old: list[Any] | None, info: os.stat_result, n: int, total: int) -> list[Any]:
-        """Fold a run whose file changed (or is new) and keep its new entry for saving."""
-        if self.progress is not None:
-            self.progress(n, total)
-        fresh = self._fold(run_id, old, info)
-        if fresh[_SIZE] != _RETRY:
-            number = shard_of(run_id)
-            self._shards[number][run_id] = orjson.dumps(fresh)
-            self._dirty.add(number)
-        return fresh
+    def _checked(self, run_id: str) -> list[Any] | None:
+        """A live or new run: ``lstat`` it and fold what changed; None if its file is gone."""
+        self._pending.discard(run_id)
+        self.counts["checked"] += 1
+        try:
+            info = os.stat(run_id + RUN_SUFFIX, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            self._forget(run_id)
+            return None
+        line = self._manifest.live.get(run_id)
+        old = None if line is None else parse_entry(line, run_id)
+        if old is not None and identity(old) == stat_identity(info):
+            return old
+        return self._fold(run_id, old, info)
 
-    def _fold(self, run_id: str, old: list[Any] | None, info: os.stat_result) -> list[Any]:
-        """Fold the run forward from ``old`` if its file only grew, else from the start."""
-        if old is not None and _resumable(old, info):
+    def _fold(self, run_id: str, old: list[Any] | None, info: os.stat_result | None) -> list[Any]:
+        if self.progress is not None:
+            self.progress(self._walked, self._total)
+        entry, head, resumed = fold_entry(self.store, self.projector, run_id, old, info)
+        self.counts["appended" if resumed else "refolded"] += 1
+        if head is not None:
+            self._tofu.append((run_id, head))
+        if entry[3] != RETRY:
+            self._keep(run_id, entry)
+        return entry
+
+    def _keep(self, run_id: str, entry: list[Any]) -> None:
+        assert self._segments is not None
+        line = orjson.dumps(entry)
+        self._live_changed = True
+        if entry[_TAIL] is None:
+            self._manifest.live.pop(run_id, None)
+            self._segments.put(run_id, line)
+        else:
+            self._segments.put(run_id, None)
+            self._manifest.live[run_id] = line
+
+    def _forget(self, run_id: str) -> None:
+        assert self._segments is not None
+        self._live_changed = True
+        self._manifest.live.pop(run_id, None)
+        self._segments.put(run_id, None)
+
+    # ---- what changed behind our back ----------------------------------------------------
+
+    def _recheck(self, run_ids: set[str]) -> None:
+        """Finished runs someone may have changed: ``lstat`` each, fold the changed ones again."""
+        assert self._segments is not None
+        for run_id in sorted(run_ids):
+            if run_id in self._manifest.live:
+                continue  # checked in the walk anyway
+            entry = self._segments.entry(run_id)
+            if entry is None:
+                continue  # not indexed: a new run, found by the listing
+            self.counts["checked"] += 1
             try:
-                entry = _fold_entry(self.store, self.projector, run_id, old, strict=True)
-                self.counts["appended"] += 1
-                return entry
-            except (JournalError, OSError, ValueError, TypeError, KeyError):
-                pass  # the tail does not continue what was folded (or the entry is damaged): start over
-        self.counts["refolded"] += 1
-        return _fold_entry(self.store, self.projector, run_id, None, strict=False, info=info)
+                info = os.stat(run_id + RUN_SUFFIX, dir_fd=self._dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                self._forget(run_id)
+                continue
+            if identity(entry) != stat_identity(info):
+                self._fold(run_id, entry, info)
+
+    def _sweep(self, positions: Any) -> None:
+        assert self._segments is not None
+        for position in positions:
+            self._recheck(set(self._segments.ids_at(position)))
+
+    def _diff_listing(self) -> None:
+        """The directory changed: list it; new runs are folded in the walk, deleted ones dropped."""
+        assert self._segments is not None
+        listed = set(self.store.run_ids())
+        for run_id in [r for r in self._manifest.live if r not in listed]:
+            self._manifest.live.pop(run_id)
+            self._live_changed = True
+        new, gone = self._segments.diff(listed - set(self._manifest.live))
+        for run_id in gone:
+            self._segments.put(run_id, None)
+        self._pending = new
 
     # ---- storage ------------------------------------------------------------------------
 
-    def _entry(self, run_id: str) -> list[Any] | None:
-        """The saved entry of ``run_id``, parsed (None if there is none, or it is damaged)."""
-        number = shard_of(run_id)
-        shard = self._shards.get(number)
-        if shard is None:
-            shard = self._shards[number] = load_shard(self.directory, number)
-        line = shard.get(run_id)
-        return None if line is None else parse_entry(line, run_id)
-
-    def _prune(self, present: set[str]) -> None:
-        """Drop entries of runs whose files are gone (loading every shard on disk to find them)."""
-        for number in range(SHARDS):
-            if number not in self._shards and shard_path(self.directory, number).exists():
-                self._shards[number] = load_shard(self.directory, number)
-            shard = self._shards.get(number, {})
-            gone = [run_id for run_id in shard if run_id not in present]
-            for run_id in gone:
-                del shard[run_id]
-            if gone:
-                self._dirty.add(number)
-
     def save(self) -> None:
-        """Write every changed shard atomically; a journal root we cannot write to is not an error.
-
-        Nothing is saved in a root this process's user does not own: reading another user's
-        journal (as root, say) must not leave files there its owner cannot replace.
-        """
-        if not self._dirty or not self.save_enabled:
+        """Write what changed: new segments, then the manifest; a journal root we cannot write to is not an error."""
+        segments = self._segments
+        if segments is None or not self.save_enabled:
             return
-        if not _owns(self.store.root):
+        if not self.store.owned_by_us():
             self.problem = f"history index not saved in {self.directory}: the journal belongs to another user"
             return
+        self._anchor_first_sight()
+        manifest = self._manifest
+        if self._pending or self._relist:
+            manifest.runs_dir = None  # not every listed run was indexed (or a change may hide): list again next time
         try:
             ensure_private_dir(self.directory)
-            for number in sorted(self._dirty):
-                write_shard(self.directory, number, self._shards.get(number, {}))
-                crash_point("index-shard-saved")
-            remove_leftovers(self.directory)
+            entries_changed = segments.changed or self._live_changed
+            manifest.segments = segments.save()
+            write_manifest(self.directory, manifest, sync=entries_changed)
+            remove_leftovers(self.directory, manifest)
         except (OSError, JournalError) as exc:
             self.problem = f"history index not saved in {self.directory}: {exc}"
+
+    def _anchor_first_sight(self) -> None:
+        """Anchor the finished runs found without an anchor; our own lines in the log are no news next time."""
+        if not self._tofu:
             return
-        self._dirty.clear()
+        try:
+            appended = self.store.anchor_log.append(self._tofu, by="reader", sync=False)
+        except (OSError, JournalError) as exc:
+            self.problem = f"anchors not saved: {exc}"
+            return
+        self._tofu.clear()
+        positions = self._manifest.anchors or []
+        for number, (ino, before, after) in appended.items():
+            if number < len(positions) and positions[number][1] == before and positions[number][0] in (0, ino):
+                positions[number] = [ino, after]
 
 
-def _owns(root: Path | str) -> bool:
-    """Whether this process's effective user owns the journal root."""
-    try:
-        return os.stat(root).st_uid == os.geteuid()
-    except OSError:
-        return False
+_CHECK: Any = object()
+"""Marks a live or new run in the walk (its entry is checked, not taken as saved)."""
 
 
-def _resumable(entry: list[Any], info: os.stat_result) -> bool:
-    """Whether the file can only have had bytes appended (or a torn tail cut) since ``entry``."""
-    if len(entry) != _LONG or entry[_DEV] != info.st_dev or entry[_INO] != info.st_ino:
-        return False
-    if info.st_size < entry[_OFFSET]:
-        return False  # truncated into what was folded
-    # The same size with another mtime is a rewrite in place, not an append.
-    return info.st_size != entry[_SIZE]
+def _run_id(item: tuple[str, Any]) -> str:
+    return item[0]
 
 
-def _fold_entry(
-    store: JsonlStore, projector: Projector, run_id: str, old: list[Any] | None, *, strict: bool,
-    info: os.stat_result | None = None,
-) -> list[Any]:
-    """Fold ``run_id`` (from ``old``'s state and cursor, or from the start) into a fresh entry.
-
-    ``strict``: raise on a bad line; otherwise keep the state before it and record the error
-    (cached until the file changes, since the same bytes give the same error).
-    """
-    from runjournal.journal.jsonl.reader import JsonlRunReader  # the codec and pydantic only when folding
-
-    try:
-        path = store.path(run_id)
-        fd = open_regular(path, os.O_RDONLY)
-    except (OSError, JournalError) as exc:
-        return _error_entry(run_id, info, exc)
-    try:
-        identity = os.fstat(fd)
-        start = None if old is None else projector.load(old[_STATE])
-        cursor = None if old is None else Cursor(old[_OFFSET], old[_LINE], old[_SEQ], old[_PREV])
-        reader = JsonlRunReader(path, run_id, cursor, fd=fd)
-        errors: list[str] = []
-        events = reader.events() if strict else _until_corrupt(reader, errors)
-        state = projector.fold(events, start)
-    except OSError as exc:
-        if strict:
-            raise
-        return _error_entry(run_id, info, exc)
-    finally:
-        os.close(fd)
-    error = errors[0] if errors else None
-    info = identity
-    entry = [run_id, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, projector.row(state, error)]
-    snapshot = None if projector.is_terminal(state) or error is not None else projector.dump(state)
-    if snapshot is not None:  # None: the projector keeps no snapshot of this state (too large to be worth it)
-        c = reader.cursor
-        entry += [c.offset, c.line, c.seq, c.prev_hash, snapshot]
-    hand_over = getattr(projector, "handed_over", None)  # optional in a projector (see Projector.handed_over)
-    if hand_over is not None and not projector.is_terminal(state) and error is None:
-        hand_over(run_id, state, reader.cursor)  # the state is not used here after this
-    return entry
-
-
-def _until_corrupt(reader: JsonlRunReader, errors: list[str]) -> Iterator[Any]:
-    """The reader's events up to the first bad line, whose error is appended to ``errors``."""
-    try:
-        yield from reader.events()
-    except CorruptLineError as exc:
-        errors.append(str(exc))
-
-
-def _error_entry(run_id: str, info: os.stat_result | None, exc: BaseException) -> list[Any]:
-    """An entry for a run that could not be opened (unsafe path, permission): retried every refresh."""
-    dev, ino = (info.st_dev, info.st_ino) if info is not None else (0, 0)
-    row = ["empty", None, None, None, None, None, None, None, None, 0, 0, None, 0, 0, 0, str(exc)]
-    return [run_id, dev, ino, _RETRY, 0, row]
+def _dir_identity(fd: int) -> tuple[list[int], bool]:
+    """``[st_dev, st_ino, st_mtime_ns]`` of the runs directory, and whether it changed too recently to trust."""
+    info = os.fstat(fd)
+    return [info.st_dev, info.st_ino, info.st_mtime_ns], time.time_ns() - info.st_mtime_ns < RACY_SECONDS * 1e9

@@ -33,10 +33,19 @@ class StoreLayout:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.runs_dir = self.root / "runs"
+        self.folds_dir = self.root / "index" / "folds"
+        """Where the fold records are (:mod:`~runjournal.journal.jsonl.foldrecords`): part of the disposable index."""
 
     def path(self, run_id: str) -> Path:
         """The journal file of ``run_id`` (validated first: never a path outside the store)."""
         return self.runs_dir / (validate_run_id(run_id) + RUN_SUFFIX)
+
+    def owned_by_us(self) -> bool:
+        """Whether this process's effective user owns the root (only then does a reader write caches there)."""
+        try:
+            return os.stat(self.root).st_uid == os.geteuid()
+        except OSError:
+            return False
 
     def check_not_symlinked(self) -> None:
         """Refuse a root or runs directory that is a symlink: every open below it would follow it."""

@@ -59,7 +59,9 @@ class JsonlLockedRun(LockedRun):
 
     def _records(self, after: Cursor | None = None) -> Iterator[Record]:
         """The run's records (after ``after``, if given), validated, read through the locked fd."""
-        return iter(JsonlRunReader(self.writer.path, self.writer.run_id, after, fd=self.writer.fd))
+        run_id = self.writer.run_id
+        anchors = self.writer.anchor_log.anchors(run_id)
+        return iter(JsonlRunReader(self.writer.path, run_id, after, fd=self.writer.fd, anchors=anchors))
 
     def append_abandoned(self, **fields: Any) -> Abandoned:
         """Quarantine a torn tail if there is one, then append and sync ``abandoned``.

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runjournal.journal.anchors import finished_head
 from runjournal.journal.errors import (
     CorruptLineError,
     JournalError,
@@ -31,6 +32,7 @@ from runjournal.journal.errors import (
 )
 from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
 from runjournal.journal.ids import validate_run_id
+from runjournal.journal.jsonl.anchorlog import AnchorLog, shard_of
 from runjournal.journal.jsonl.index import HistoryIndex
 from runjournal.journal.jsonl.layout import RUN_SUFFIX, StoreLayout
 from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
@@ -38,7 +40,7 @@ from runjournal.journal.liveness import observe_host
 from runjournal.journal.readmodel import Folded, LiveFold
 from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor
 from runjournal.journal.sidefiles import SideFiles
-from runjournal.journal.store import Clock, Durability, Pruned, Store, utc_now
+from runjournal.journal.store import Clock, Durability, Projection, Pruned, Store, utc_now
 
 if TYPE_CHECKING:
     from runjournal.journal.events import Started, WriterIdentity
@@ -58,16 +60,24 @@ _WATCH_OPTIONS: dict[str, Any] = {"debounce": 10, "step": 5, "yield_on_timeout":
 class JsonlStore(StoreLayout, Store):
     """One JSONL file per run under ``root/runs`` (see :mod:`~runjournal.journal.jsonl.layout`)."""
 
+    fold_record_min_bytes = 64 * 1024
+    """Runs at least this long get a fold record (:mod:`~runjournal.journal.jsonl.foldrecords`):
+    shorter ones are cheaper to verify again than to keep a file for."""
+
     def __init__(self, root: Path | str | None = None) -> None:
         super().__init__(root)
         self.where = str(self.root)
         self.side_files = SideFiles(self.root)
-        self._index: HistoryIndex | None = None
-        self._live: set[str] = set()
+        self.anchor_log = AnchorLog(self.root)
+        self._runs_prefix = str(self.runs_dir) + os.sep
+        self.index_problem: str | None = None
+        """Why a cache (index, fold record) could not be saved, if one could not: reads go on without it."""
+        self._live: tuple[Projector | None, set[str]] = (None, set())  # the last listing's unfinished runs
 
     def location(self, run_id: str) -> str:
         """Where the run is, for messages and ``--json`` output: its file."""
-        return str(self.path(run_id))
+        # String work, not a Path: history prints one per run, tens of thousands per call.
+        return self._runs_prefix + validate_run_id(run_id) + RUN_SUFFIX
 
     def address(self) -> str:
         """The journal directory, absolute (another process opens the same store from it)."""
@@ -110,7 +120,8 @@ class JsonlStore(StoreLayout, Store):
             _unlink_quietly(tmp)
         fsync_dir(self.runs_dir)
         cursor = Cursor(len(line), 2, 1, digest)
-        return JsonlRunWriter(fd, final, started.run_id, cursor, durability=durability, clock=clock)
+        return JsonlRunWriter(fd, final, started.run_id, cursor, durability=durability, clock=clock,
+                              anchor_log=self.anchor_log)
 
     def open_writer(self, run_id: str, *, durability: Durability = "state", clock: Clock = utc_now,
                     resume: Cursor | None = None) -> JsonlRunWriter:
@@ -135,12 +146,14 @@ class JsonlStore(StoreLayout, Store):
             pid, host = self.writer_of(run_id)
             raise RunLockedError(run_id, pid, host)
         try:
-            reader = scan_to_end(path, run_id, fd=fd, cursor=resume)
+            reader = scan_to_end(path, run_id, fd=fd, cursor=resume, anchors=self.anchors(run_id))
         except BaseException:
             os.close(fd)
             raise
-        return JsonlRunWriter(fd, path, run_id, reader.cursor, torn_tail=reader.torn_tail, durability=durability,
-                              clock=clock)
+        writer = JsonlRunWriter(fd, path, run_id, reader.cursor, torn_tail=reader.torn_tail, durability=durability,
+                                clock=clock, anchor_log=self.anchor_log)
+        writer.ended = reader.ended
+        return writer
 
     # -- read -------------------------------------------------------------------------
 
@@ -152,7 +165,19 @@ class JsonlStore(StoreLayout, Store):
         self.check_not_symlinked()
         if not os.path.lexists(path):
             raise RunNotFoundError(run_id, self.root)
-        return JsonlRunReader(path, run_id, cursor)
+        return JsonlRunReader(path, run_id, cursor, anchors=self.anchors(run_id))
+
+    def read_plain(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Plain events: the verified exact prefix at ``orjson`` speed (:mod:`~runjournal.journal.jsonl.fastpath`)."""
+        from runjournal.journal.jsonl.fastpath import read_plain
+
+        return read_plain(self, run_id)
+
+    def project(self, run_id: str, projector: Projector) -> Projection:
+        """The run's fold: from its fold record while that holds (:mod:`~runjournal.journal.jsonl.fastpath`)."""
+        from runjournal.journal.jsonl.fastpath import project
+
+        return project(self, run_id, projector)
 
     # -- repair -----------------------------------------------------------------------
 
@@ -168,25 +193,28 @@ class JsonlStore(StoreLayout, Store):
         self, query: HistoryQuery, projector: Projector, *, progress: Progress | None = None
     ) -> Iterator[RunSummary]:
         """Summaries from the index, newest first; the filters are applied to the indexed summaries."""
-        index = self._index = HistoryIndex(self, projector, progress=progress)
-        self._live = set()
-        for summary in index.summaries():
+        self._live = (projector, set())
+        live = self._live[1]
+        unfiltered = query == type(query)()
+        for summary in HistoryIndex(self, projector, progress=progress).summaries():
             if not summary.is_terminal and summary.error is None:
-                self._live.add(summary.run_id)
-            if query.matches(summary):
+                live.add(summary.run_id)
+            if unfiltered or query.matches(summary):
                 yield summary
 
     def take_fold(self, run_id: str) -> LiveFold | None:
-        """The fold of a run the last listing yielded as not finished, from the index's saved state (reading only
-        the bytes appended since), once. No facts: a host lock is probed per run, when it is judged."""
-        index = self._index
-        if index is None or run_id not in self._live:
+        """The fold of a run the last listing yielded as not finished (from its fold record while that holds,
+        :meth:`project`), once. No facts: a host lock is probed per run, when it is judged."""
+        projector, live = self._live
+        if projector is None or run_id not in live:
             return None
-        self._live.discard(run_id)
+        live.discard(run_id)
 
         def fold() -> Folded:
-            state, reader = index.state(run_id)
-            return Folded(state, reader.cursor)
+            projection = self.project(run_id, projector)
+            if projection.damage is not None:
+                raise projection.damage
+            return Folded(projection.state, projection.cursor)
 
         return LiveFold(None, fold)
 
@@ -197,11 +225,6 @@ class JsonlStore(StoreLayout, Store):
         from runjournal.journal.jsonl.prune import prune_runs
 
         return prune_runs(self, run_ids)
-
-    def anchors(self, run_id: str) -> list[Anchor]:
-        """Empty: the JSONL store keeps no anchor outside the run file yet."""
-        self.path(run_id)  # validated
-        return []
 
     # -- follow -----------------------------------------------------------------------
 
@@ -276,10 +299,20 @@ class JsonlStore(StoreLayout, Store):
     # -- verify and transfer ----------------------------------------------------------
 
     def verify(self, run_id: str) -> Iterator[Problem]:
-        """Every problem in the run file, torn tail included."""
-        from runjournal.journal.verify import verify_file
+        """Every problem in the run file, torn tail included, and in its anchors and their log."""
+        from runjournal.journal.verify import Problem, verify_file
 
-        return verify_file(self.path(run_id), run_id)
+        shard = self.anchor_log.shard(run_id)
+        yield from verify_file(self.path(run_id), run_id, shard.anchors.get(run_id, ()))
+        where = str(self.anchor_log.directory / f"{shard_of(run_id):02x}.jsonl")
+        for line_no, reason in shard.breaks:
+            yield Problem(where, line_no, 0, "anchor-log",
+                          f"{reason}; the anchors of the runs in this file can no longer be vouched for")
+
+    def anchors(self, run_id: str) -> list[Anchor]:
+        """The heads anchored for ``run_id`` in the anchor log (:mod:`~runjournal.journal.jsonl.anchorlog`)."""
+        validate_run_id(run_id)
+        return self.anchor_log.anchors(run_id)
 
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
         """The run file's whole lines, each without its newline (a torn tail is left out)."""
@@ -314,6 +347,9 @@ class JsonlStore(StoreLayout, Store):
             os.close(fd)
             _unlink_quietly(tmp)
         fsync_dir(self.runs_dir)
+        head = finished_head(lines)
+        if head is not None:
+            self.anchor_log.append([(run_id, head)], by="import", sync=True)
 
 
 def _create_exclusive(tmp: Path, run_id: str, runs_dir: Path) -> int:

@@ -4,7 +4,8 @@ Durability is a choice made per writer (documented in ``docs/format.md``):
 
 * ``"state"`` (default): every state-changing event (``started``, ``step-progress``, the
   terminals) is fdatasync'ed before :meth:`RunWriter.append` returns; heartbeats are not,
-  since losing the last heartbeat to a power cut changes no status.
+  since losing the last heartbeat to a power cut changes no status (a late heartbeat, after
+  the run ended, is: it is anchored).
 * ``"all"``: heartbeats too.
 * ``"none"``: nothing is synced (tests, benchmarks, scratch runs). A process crash still
   loses nothing the kernel accepted; a power cut may.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 from runjournal.journal.codec import encode_line
@@ -25,8 +27,9 @@ from runjournal.journal.crashpoints import crash_point
 from runjournal.journal.errors import FsyncFailedError, JournalWriteError, ShortWriteError, WriterClosedError
 from runjournal.journal.events import SYNCED_TYPES, Event
 from runjournal.journal.fsio import sync_data
+from runjournal.journal.jsonl.anchorlog import AnchorLog
 from runjournal.journal.lines import TornTail
-from runjournal.journal.records import Cursor
+from runjournal.journal.records import Anchor, Cursor
 from runjournal.journal.store import Clock, Durability, RunWriter, utc_now
 
 
@@ -49,6 +52,10 @@ class FileOps:
 
 REAL_OPS = FileOps()
 
+PATH_CHECK_SECONDS = 1.0
+"""How long a durable append trusts the run file's path to still lead to the writer's inode
+(its link count is checked every time: see :meth:`JsonlRunWriter._check_still_ours`)."""
+
 
 class JsonlRunWriter(RunWriter):
     """Appends events to one run file whose exclusive ``flock`` this writer's fd holds."""
@@ -64,12 +71,15 @@ class JsonlRunWriter(RunWriter):
         durability: Durability = "state",
         clock: Clock = utc_now,
         ops: FileOps = REAL_OPS,
+        anchor_log: AnchorLog | None = None,
     ) -> None:
         super().__init__(run_id, str(path), cursor, durability=durability, clock=clock)
         self.fd = fd
         self.ops = ops
         self.path = path
         self.torn_tail = torn_tail
+        self.anchor_log = anchor_log if anchor_log is not None else AnchorLog(path.parent.parent)
+        self._path_checked_until = 0.0
 
     def _write(self, event: Event) -> None:
         if self.torn_tail is not None:
@@ -77,7 +87,7 @@ class JsonlRunWriter(RunWriter):
                 f"{self.path} ends in a torn line at byte {self.torn_tail.offset}; "
                 "run 'runjournal reconcile' to quarantine it before appending"
             )
-        synced = self.durability == "all" or (self.durability == "state" and event.type in SYNCED_TYPES)
+        synced = self._durable(event)
         if synced:
             self._check_still_ours()  # two syscalls: cheap next to the fsync, so only where durability is promised
         line, digest = encode_line(event, self.cursor.prev_hash)
@@ -94,14 +104,20 @@ class JsonlRunWriter(RunWriter):
         """Refuse for good if the run file was deleted or replaced under this writer.
 
         Appends to an unlinked or renamed-over inode would "succeed" where no reader ever
-        looks (SQLite's How To Corrupt: a file unlinked or renamed while in use).
+        looks (SQLite's How To Corrupt: a file unlinked or renamed while in use). Our inode's
+        link count, one ``fstat``, catches both at every durable append; the path itself is
+        looked up (a ``stat`` that costs more than the rest of an append's own work) at most
+        every :data:`PATH_CHECK_SECONDS`, which also catches the file moved to another name.
         """
+        if os.fstat(self.fd).st_nlink > 0 and time.monotonic() < self._path_checked_until:
+            return
         try:
             on_disk = os.stat(self.path, follow_symlinks=False)
         except FileNotFoundError:
             on_disk = None
         mine = os.fstat(self.fd)
         if on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
+            self._path_checked_until = time.monotonic() + PATH_CHECK_SECONDS
             return
         what = "deleted" if on_disk is None else "replaced by another file"
         self._refusal = f"{self.path} was {what} under this writer"
@@ -135,6 +151,20 @@ class JsonlRunWriter(RunWriter):
         except OSError as exc:
             self._refusal = f"an earlier fsync failed ({exc.strerror}); data may be lost, start a new run"
             raise FsyncFailedError(exc.errno or errno.EIO, f"fsync of {self.path} failed: {exc.strerror}") from None
+
+    def _durable(self, event: Event) -> bool:
+        """Whether the append of ``event`` is fdatasync'ed (see the durability modes above).
+
+        Under ``state``, once the run has ended every append is (a late event is rare, and
+        synced it can be anchored, which is how history notices it at once).
+        """
+        if self.durability == "state":
+            return event.type in SYNCED_TYPES or self.ended
+        return self.durability == "all"
+
+    def _record_anchor(self, head: Anchor) -> None:
+        """Append ``head`` (a synced line's) to the store's anchor log, synced too."""
+        self.anchor_log.append([(self.run_id, head)], by="writer", sync=True)
 
     def close(self) -> None:
         """Release the lock and close the file (the kernel does both if the process dies)."""

@@ -299,10 +299,11 @@ def _checked(reader: PgRunReader, lines: list[bytes] | None, head: Anchor, error
             yield record.event
             if record.event.seq == head.seq and (reader.cursor.prev_hash, reader.cursor.offset) != head[1:]:
                 raise IntegrityError(reader.path, record.line_no, record.offset,
-                                     "the line at the run's anchored head does not carry its hash: the run was rewritten")
+                                     "the run was changed: the line at its anchored head does not carry the anchored hash; "
+                                     "its lines were rewritten and re-hashed")
         if reader.cursor.seq - 1 < head.seq:
             raise IntegrityError(reader.path, reader.cursor.line, reader.cursor.offset,
-                                 f"the run's anchored head is seq {head.seq}, but its lines end at seq "
-                                 f"{reader.cursor.seq - 1}: its final lines were deleted")
+                                 f"the run was cut short: its anchored head is seq {head.seq}, but its lines end at "
+                                 f"seq {reader.cursor.seq - 1}: its final lines were removed")
     except CorruptLineError as exc:
         errors.append(str(exc))

@@ -4,7 +4,7 @@ and checked against the run's anchored head.
 Each batch of lines is read in one statement together with the run's head (``rj_runs.head_seq``
 and ``head_hash``, moved by every append in the append's own statement), so within a batch
 the two are one snapshot: when the lines end, the last one must be the head. A run whose
-final lines were deleted, or whose lines were rewritten and re-hashed, fails that check
+final lines were removed, or whose lines were rewritten and re-hashed, fails that check
 (:class:`~runjournal.journal.errors.IntegrityError`) instead of reading as a shorter or a
 different run.
 
@@ -92,8 +92,8 @@ def check_head(head: Anchor, end: Cursor, last_start: int, path: str) -> None:
     if head.seq > last:
         raise IntegrityError(
             path, end.line, end.offset,
-            f"the run's anchored head is seq {head.seq}, but its lines end at seq {last}: "
-            "its final lines were deleted",
+            f"the run was cut short: its anchored head is seq {head.seq}, but its lines end at seq {last}: "
+            "its final lines were removed",
         )
     if head.seq < last:
         raise IntegrityError(
@@ -104,6 +104,6 @@ def check_head(head: Anchor, end: Cursor, last_start: int, path: str) -> None:
     if head.hash != end.prev_hash or head.offset != end.offset:
         raise IntegrityError(
             path, end.line - 1, last_start,
-            f"the last line (seq {last}) does not hash to the run's anchored head ({head.hash[:12]}...): "
-            "the run was rewritten",
+            f"the run was changed: its last line (seq {last}) is not the one anchored "
+            f"(hash {head.hash[:16]}..., ending at byte {head.offset}); its lines were rewritten and re-hashed",
         )

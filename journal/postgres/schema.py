@@ -313,7 +313,9 @@ def run_lock_params(run_id: str) -> dict[str, int]:
 
 def is_postgres_url(text: str) -> bool:
     """Whether a ``--store`` value names a PostgreSQL database rather than a directory."""
-    return text.startswith(("postgresql://", "postgres://"))
+    from runjournal.journal.stores import is_postgres_url as named
+
+    return named(text)
 
 
 def redact(url: str) -> str:

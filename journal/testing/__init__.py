@@ -17,7 +17,8 @@ Three groups of helpers:
   example-based tests.
 * **Strategies**: one per event type (``started_events`` ... ``abandoned_events``, and
   ``events`` for any type); :func:`event_streams` for whole valid runs; :func:`torn_streams`
-  for runs whose last line was cut by a crash.
+  for runs whose last line was cut by a crash; :func:`journal_files` for a run's file
+  bytes, clean, torn, written in a foreign (valid) form, or damaged.
 * **Files**: :func:`journal_lines`, :func:`journal_bytes` and :func:`write_journal` encode
   events through the real codec (hash chain included) and put them where
   :class:`~journal.store.JsonlStore` looks for them.
@@ -29,7 +30,9 @@ valid run: ``started`` first, ``seq`` 0, 1, 2 ... and one ``run_id``.
 from runjournal.journal.testing.builders import (
     BASE_TIME,
     DEFAULT_RUN_ID,
+    JournalFile,
     TornStream,
+    foreign_lines,
     journal_bytes,
     journal_lines,
     make_abandoned,
@@ -55,6 +58,7 @@ from runjournal.journal.testing.strategies import (
     failed_events,
     heartbeat_events,
     items_planned_events,
+    journal_files,
     json_values,
     planned_steps,
     run_ids,
@@ -72,6 +76,7 @@ __all__ = [
     "BASE_TIME",
     "DEFAULT_RUN_ID",
     "EVENT_STRATEGIES",
+    "JournalFile",
     "TornStream",
     "abandoned_events",
     "cancelled_events",
@@ -79,9 +84,11 @@ __all__ = [
     "event_streams",
     "events",
     "failed_events",
+    "foreign_lines",
     "heartbeat_events",
     "items_planned_events",
     "journal_bytes",
+    "journal_files",
     "journal_lines",
     "json_values",
     "make_abandoned",

@@ -250,6 +250,55 @@ class TornStream:
         return len(journal_bytes(self.events))
 
 
+def foreign_lines(stream: Sequence[Event], foreign: Iterable[int], prev_hash: str = GENESIS_HASH) -> list[bytes]:
+    """Journal lines where the events at indexes ``foreign`` are written as another (valid) writer might.
+
+    Such a line has spaces after its separators and leaves out the optional fields that are
+    null: valid for every reader (``docs/format.md`` section 11), but not in the canonical
+    form. The chain is computed over the bytes as written, so the whole journal verifies.
+    """
+    chosen = set(foreign)
+    lines = []
+    for index, event in enumerate(stream):
+        if index not in chosen:
+            line, prev_hash = encode_line(event, prev_hash)
+        else:
+            line, prev_hash = _foreign_line(event, prev_hash)
+        lines.append(line)
+    return lines
+
+
+def _foreign_line(event: Event, prev_hash: str) -> tuple[bytes, str]:
+    import json
+
+    from runjournal.journal.codec import chain_hash
+
+    required = {name for name, f in type(event).model_fields.items() if f.is_required()} | {"v", "type"}
+    obj = {k: v for k, v in event.model_dump(mode="json").items() if v is not None or k in required}
+    body = json.dumps(obj, separators=(", ", ": "), ensure_ascii=False)[:-1].encode()
+    digest = chain_hash(prev_hash, body)
+    return body + b',"h":"' + digest.encode("ascii") + b'"}\n', digest
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFile:
+    """The bytes a run's file holds, made from ``events``: whole, torn, foreign in form, or damaged.
+
+    ``damage`` says what was done: ``clean``, ``torn`` (a fragment after the last line),
+    ``foreign`` (some lines valid but not canonical), ``flipped`` (one byte of a line
+    changed), ``dropped`` (a line removed), ``duplicated`` (a line written twice).
+    """
+
+    events: list[Event]
+    data: bytes
+    damage: str
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.events[0].run_id
+
+
 def ticking_clock(start: datetime = BASE_TIME, seconds: float = 1.0) -> Any:
     """A deterministic writer clock (a ``Callable[[], datetime]``): ``start``, then ``seconds`` more per reading."""
     readings = [0]

@@ -61,6 +61,7 @@ from runjournal.journal.testing.contract_support import (
     RID,
     begin,
     fresh_summaries,
+    head_of,
     make_run,
     race,
     refused_at_import_or_read,
@@ -87,6 +88,9 @@ class StoreContract(ReadModelContract):
     shared_between_processes: bool = True
     """Whether another process can open the store (:meth:`Store.address`); False skips the process race."""
 
+    anchors_heads: bool = True
+    """Whether the store anchors a finished run's head (:meth:`Store.anchors`); False skips those tests."""
+
     tmp_path: Path
 
     def make_store(self) -> Store:
@@ -96,6 +100,10 @@ class StoreContract(ReadModelContract):
     def reopen(self, store: Store) -> Store:
         """Another store object on the same runs (for a database: another session), given no projector."""
         return open_store(store.address(), local_root=store.side_files.root)
+
+    def drop_last_line(self, store: Store, run_id: str) -> None:
+        """Tamper with the store behind its back: remove the run's last line (a backend's hook; skipped without one)."""
+        pytest.skip("no tampering hook for this store")
 
     # -- fixtures ---------------------------------------------------------------------
 
@@ -385,6 +393,52 @@ class StoreContract(ReadModelContract):
             return  # a store that checks at import never holds it
         problems = list(store.verify("damaged"))
         assert [(p.line, p.kind) for p in problems] == [(2, "integrity")]
+
+    # -- anchors -----------------------------------------------------------------------
+
+    def _anchoring(self) -> None:
+        if not self.anchors_heads:
+            pytest.skip("this store does not anchor runs (yet)")
+
+    def test_a_finished_run_is_anchored_at_its_head(self, store: Store) -> None:
+        """A running run has no anchor; once its terminal event is synced, its head (seq, h, end offset) is one."""
+        self._anchoring()
+        run = begin(store, durability="state")
+        assert store.anchors(RID) == []
+        run.succeed()
+        run.close()
+        assert store.anchors(RID) == [head_of(list(store.raw_lines(RID)))]
+
+    def test_late_events_and_imports_are_anchored(self, store: Store) -> None:
+        """An event appended after the terminal one anchors the new head too (a store may keep only the newest
+        head: the chain ties the older one to it); an imported finished run is anchored."""
+        self._anchoring()
+        write_run(store, durability="state")
+        writer = store.open_writer(RID, durability="state")
+        writer.append(Heartbeat)
+        writer.close()
+        lines = list(store.raw_lines(RID))
+        assert store.anchors(RID) in ([head_of(lines[:-1]), head_of(lines)], [head_of(lines)])
+        store.import_lines("imported", stream_lines("imported"))
+        assert store.anchors("imported") == [head_of(stream_lines("imported"))]
+        store.import_lines("unfinished", stream_lines("unfinished", terminal=None))
+        assert store.anchors("unfinished") == []
+
+    def test_a_finished_run_cut_short_is_refused_by_every_read(self, store: Store) -> None:
+        """With its last line gone, a finished run still chains, but every read, the fold and verify name the anchor."""
+        self._anchoring()
+        write_run(store, durability="state")
+        self.drop_last_line(store, RID)
+        with pytest.raises(IntegrityError, match="cut short"):
+            list(store.read(RID))
+        with pytest.raises(IntegrityError, match="cut short"):
+            list(store.read_plain(RID))
+        damage = store.project(RID, PROJECTOR).damage
+        assert isinstance(damage, IntegrityError) and "cut short" in str(damage)
+        assert [p.kind for p in store.verify(RID)] == ["anchor"]
+        if not self.keeps_summaries:  # else the listing shows the summary its writer kept, read no line
+            (summary,) = store.summaries(HistoryQuery(), PROJECTOR)
+            assert summary.error is not None and "cut short" in summary.error
 
     def test_workflow_lock_excludes_a_second_holder(self, store: Store) -> None:
         """While one thread holds a workflow's start lock another waits for it; other workflows are not blocked."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import queue
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 from runjournal.journal.errors import JournalError, RunExistsError
 from runjournal.journal.events import WriterIdentity
+from runjournal.journal.records import Anchor
 from runjournal.journal.run import Run, start_run
 from runjournal.journal.store import Store
 from runjournal.journal.stores import open_store
@@ -45,17 +47,23 @@ def writer_alive_after_close(store: Store, run_id: str) -> bool:
     return store.writer_alive(run_id)
 
 
-def begin(store: Store, run_id: str = RID, identity: WriterIdentity | None = None) -> Run:
+def begin(store: Store, run_id: str = RID, identity: WriterIdentity | None = None, durability: str = "none") -> Run:
     """Start a run on a fixed clock and identity, with the first step started."""
     run = start_run("wf", ["build", "test"], store=store, run_id=run_id, identity=identity or make_identity(),
-                    clock=ticking_clock(), durability="none")
+                    clock=ticking_clock(), durability=durability)  # type: ignore[arg-type]
     run.step_started("build")
     return run
 
 
-def write_run(store: Store, run_id: str = RID) -> None:
+def head_of(lines: list[bytes]) -> Anchor:
+    """The anchor of a run whose lines (without newlines) are ``lines``: its last line's seq and h, and its size."""
+    last = json.loads(lines[-1])
+    return Anchor(last["seq"], last["h"], sum(len(line) + 1 for line in lines))
+
+
+def write_run(store: Store, run_id: str = RID, durability: str = "none") -> None:
     """A deterministic finished run (5 events), its writer closed and its lock released."""
-    run = begin(store, run_id)
+    run = begin(store, run_id, durability=durability)
     run.step_succeeded("build", exit_code=0)
     run.heartbeat()
     run.succeed()

@@ -29,7 +29,7 @@ from runjournal.journal.events import (
 )
 from runjournal.journal.ids import RUN_ID_PATTERN
 from runjournal.journal.status import TERMINAL_TYPES
-from runjournal.journal.testing.builders import DEFAULT_RUN_ID, TornStream, journal_lines
+from runjournal.journal.testing.builders import DEFAULT_RUN_ID, JournalFile, TornStream, foreign_lines, journal_lines
 
 STEP_STATES: tuple[StepState, ...] = ("started", "succeeded", "failed", "skipped")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -430,3 +430,40 @@ def scrambled_streams(draw: st.DrawFn, *, run_id: str = DEFAULT_RUN_ID, **stream
     extra = draw(st.lists(events(run_id=run_id), max_size=4))
     dups = draw(st.lists(st.sampled_from(stream), max_size=4))
     return draw(st.permutations(stream + extra + dups))
+
+
+DAMAGES = ("clean", "torn", "foreign", "flipped", "dropped", "duplicated")
+"""What :func:`journal_files` may do to a run's file (see :class:`~runjournal.journal.testing.builders.JournalFile`)."""
+
+
+@st.composite
+def journal_files(draw: st.DrawFn, *, damages: Iterable[str] = DAMAGES, **stream_options: Any) -> JournalFile:
+    """A valid run (see :func:`event_streams`, same options) as file bytes, maybe torn, foreign or damaged.
+
+    Readers must treat them all alike, whatever path they take: the same events from a whole
+    or torn file, the same error (file, line, offset, reason) from a damaged one.
+    """
+    stream = draw(event_streams(**stream_options))
+    damage = draw(st.sampled_from(sorted(damages)))
+    lines = journal_lines(stream)
+    if damage == "foreign":
+        lines = foreign_lines(stream, draw(st.sets(st.integers(0, len(stream) - 1), min_size=1)))
+    elif damage in ("flipped", "dropped", "duplicated") and len(lines) > 1:
+        lines = _damaged(draw, lines, damage)
+    data = b"".join(lines)
+    if damage == "torn":
+        last = lines[-1]
+        data += last[: draw(st.integers(1, len(last) - 1))]
+    return JournalFile(stream, data, damage)
+
+
+def _damaged(draw: st.DrawFn, lines: list[bytes], damage: str) -> list[bytes]:
+    at = draw(st.integers(1, len(lines) - 1))
+    if damage == "dropped":
+        return lines[:at] + lines[at + 1 :]
+    if damage == "duplicated":
+        return lines[: at + 1] + lines[at:]
+    line = bytearray(lines[at])
+    pos = draw(st.integers(0, len(line) - 2))  # never the newline
+    line[pos] = draw(st.integers(0x20, 0x7E).filter(lambda b: b != line[pos] and b != 0x0A))
+    return lines[:at] + [bytes(line)] + lines[at + 1 :]

@@ -17,6 +17,7 @@ import pytest
 
 from runjournal.journal.crashpoints import CRASH_EXIT_CODE
 from runjournal.journal.jsonl.store import JsonlStore
+from runjournal.journal.testing import make_stream, write_journal
 from runjournal.journal.verify import verify_file
 from runjournal.projections.summary import PROJECTOR
 
@@ -121,14 +122,18 @@ def test_reconcile_crash_points_leave_a_repairable_journal(tmp_path: Path, label
 
 
 
-INDEX_LABELS = ("index-shard-written", "index-shard-saved")
+INDEX_LABELS = ("index-segment-written", "index-manifest-written")
 
 
 def _index_root(root: Path) -> JsonlStore:
-    """Forty runs (finished, orphaned, torn) spread over many index shards."""
+    """Forty runs (orphaned, torn, finished): one segment of the index, and live runs in its manifest."""
     store = JsonlStore(root)
     for i in range(40):
-        write_orphan(store, f"20260101T{i:06d}000000Z-1dx0", events=2 + i % 3, tail=b'{"torn' if i % 7 == 0 else b"")
+        run_id = f"20260101T{i:06d}000000Z-1dx0"
+        if i % 4 == 3:
+            write_journal(root, make_stream(run_id, terminal="succeeded"))
+        else:
+            write_orphan(store, run_id, events=2 + i % 3, tail=b'{"torn' if i % 7 == 0 else b"")
     return store
 
 
@@ -138,13 +143,13 @@ def _summaries(store: JsonlStore) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("label", INDEX_LABELS)
 def test_a_crash_in_the_middle_of_the_index_write_loses_nothing(tmp_path: Path, label: str) -> None:
-    """Killed after writing a shard's temp file but before its rename, or between two shard
-    renames, the index still reads, the next refresh gives exactly what a rebuild gives, and
-    every journal verifies."""
+    """Killed after writing a segment but before the manifest that names it, or after writing the
+    manifest's temp file but before its rename, the index still reads, the next refresh gives
+    exactly what a rebuild gives, and every journal verifies."""
     store = _index_root(tmp_path / "root")
     crashes = 0
-    for n in (1, 3, 10):
-        shutil.rmtree(store.root / "index", ignore_errors=True)  # every shard has to be written again
+    for n in (1,):  # one segment (40 runs) and one manifest per refresh: the first write is the only one
+        shutil.rmtree(store.root / "index", ignore_errors=True)  # every index file has to be written again
         proc = python_child("index", str(store.root), env={"RUNJOURNAL_CRASH_AT": f"{label}:{n}"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = proc.communicate(timeout=60)
