@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runjournal.journal.store import Store
+if TYPE_CHECKING:  # the store module only when a command opens a store: --version and --help stay light
+    from runjournal.journal.store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ strings sorts runs by start time. Ids written by other tools are accepted if the
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import UTC, datetime
 
 from runjournal.journal.errors import InvalidRunIdError
@@ -21,6 +20,8 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def new_run_id(now: datetime | None = None) -> str:
     """Return a fresh, time-sortable run id."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
+    import secrets  # only a new run needs it; every read command imports this module
+
     return moment.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(2)
 
 

@@ -33,10 +33,8 @@ from runjournal.journal.errors import (
 from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
 from runjournal.journal.ids import validate_run_id
 from runjournal.journal.jsonl.anchorlog import AnchorLog, shard_of
-from runjournal.journal.jsonl.index import HistoryIndex
 from runjournal.journal.jsonl.layout import RUN_SUFFIX, StoreLayout
 from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
-from runjournal.journal.liveness import observe_host
 from runjournal.journal.readmodel import Folded, LiveFold
 from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor
 from runjournal.journal.sidefiles import SideFiles
@@ -194,6 +192,10 @@ class JsonlStore(StoreLayout, Store):
     ) -> Iterator[RunSummary]:
         """Summaries from the index, newest first; the filters are applied to the indexed summaries."""
         self._live = (projector, set())
+        if not self.runs_dir.is_dir():
+            return  # an empty journal: not even the index's modules are loaded (start-up time)
+        from runjournal.journal.jsonl.index import HistoryIndex
+
         live = self._live[1]
         unfiltered = query == type(query)()
         for summary in HistoryIndex(self, projector, progress=progress).summaries():
@@ -241,6 +243,8 @@ class JsonlStore(StoreLayout, Store):
         """The host's facts about ``identity`` and whether the run file's ``flock`` is held (None: unknown)."""
         if lock_held is None:
             lock_held = self._probe_lock(run_id)
+        from runjournal.journal.liveness import observe_host  # /proc and socket: only a verdict needs them
+
         return observe_host(identity, lock_held)
 
     def _probe_lock(self, run_id: str) -> bool | None:
