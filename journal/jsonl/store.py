@@ -192,7 +192,7 @@ class JsonlStore(StoreLayout, Store):
     ) -> Iterator[RunSummary]:
         """Summaries from the index, newest first; the filters are applied to the indexed summaries."""
         self._live = (projector, set())
-        if not self.runs_dir.is_dir():
+        if not os.path.lexists(self.runs_dir):
             return  # an empty journal: not even the index's modules are loaded (start-up time)
         from runjournal.journal.jsonl.index import HistoryIndex
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -203,14 +204,20 @@ def test_a_closed_or_full_stdout_does_not_change_the_outcome(tmp_path: Path, sin
 
 
 def test_a_memory_limit_is_one_line_never_a_traceback(tmp_path: Path) -> None:
-    """history and show of a 5,000-step run under a tight RLIMIT_AS end in success or one out-of-memory line."""
+    """history and show of a 50,000-step run under a tight RLIMIT_AS end in success or one out-of-memory line.
+
+    The limits leave the interpreter room to start (under ~40 MB CPython itself fails to import
+    its modules, in ways no program can catch). The one other outcome allowed is an abort by a
+    failed allocation inside a native extension (pydantic-core and orjson are Rust, whose
+    allocator aborts instead of raising): Python never sees it; docs/reliability.md says so.
+    """
     import resource
 
     run_id = "20260101T000000000000Z-0e0e"
-    events = [make_started(run_id), *(make_progress(n, f"step-{n}", "skipped", run_id=run_id) for n in range(1, 5_001))]
+    events = [make_started(run_id), *(make_progress(n, f"step-{n}", "skipped", run_id=run_id) for n in range(1, 50_001))]
     write_journal(tmp_path / "root", events)
-    hit = 0
-    for megabytes in (32, 40, 1024):
+    hit = native = 0
+    for megabytes in (48, 56, 64, 1024):
         def limit(size: int = megabytes << 20) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
 
@@ -218,9 +225,14 @@ def test_a_memory_limit_is_one_line_never_a_traceback(tmp_path: Path) -> None:
             proc = subprocess.run([*cli_command(), "--root", str(tmp_path / "root"), *command], capture_output=True,
                                   preexec_fn=limit, timeout=60, env=dict(os.environ, NO_COLOR="1"))
             stderr = proc.stderr.decode()
-            assert "Traceback" not in stderr and proc.returncode in (0, 3), stderr
+            assert "Traceback" not in stderr, stderr
+            if proc.returncode == -signal.SIGABRT and megabytes < 1024:
+                assert stderr.startswith("memory allocation of"), stderr
+                native += 1
+                continue
+            assert proc.returncode in (0, 3), stderr
             if proc.returncode == 3:
                 assert stderr.startswith("runjournal: error: out of memory") and stderr.count("\n") == 1, stderr
                 hit += 1
     assert hit >= 1
-    record(8, "memory limit hit", 0, limits_tried=3, commands_over_limit=hit, tracebacks=0)
+    record(8, "memory limit hit", 0, limits_tried=4, commands_over_limit=hit, native_aborts=native, tracebacks=0)
