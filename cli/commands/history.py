@@ -74,7 +74,7 @@ def history(
     errors = ErrorTally()
     progress = IndexProgress()
     rows = history_rows(store, query, reconcile=not no_reconcile, progress=progress)
-    runs = islice(errors.watch(_cleared(rows, progress)), limit)
+    runs = islice(errors.watch(rows, progress), limit)
     if fmt is OutputFormat.TEXT:
         _print_text(runs, raw, now)
     else:
@@ -103,21 +103,17 @@ class IndexProgress:
             self.shown = False
 
 
-def _cleared(rows: Iterator[HistoryRow], progress: IndexProgress) -> Iterator[HistoryRow]:
-    for row in rows:
-        progress.clear()
-        yield row
-
-
 class ErrorTally:
     """Passes runs through, warning on stderr about each one that is damaged or could not be read."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    def watch(self, rows: Iterator[HistoryRow]) -> Iterator[HistoryRow]:
-        """Yield ``rows`` unchanged, counting and reporting the runs that could not be read."""
+    def watch(self, rows: Iterator[HistoryRow], progress: IndexProgress) -> Iterator[HistoryRow]:
+        """Yield ``rows`` unchanged (the index's progress line erased first), reporting the runs that could not be read."""
         for row in rows:
+            if progress.shown:
+                progress.clear()
             if row.status in UNTRUSTED:
                 self.count += 1
                 click.echo(f"runjournal: warning: {clean(row.reason, inline=True)}", err=True)

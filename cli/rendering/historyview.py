@@ -17,6 +17,10 @@ from runjournal.journal.readmodel import parse_time
 from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE, UNTRUSTED
 from runjournal.projections.history import HistoryRow
 
+_TO_LAST_ACTIVITY = frozenset({"abandoned", DERIVED_ABANDONED})
+"""Statuses whose duration runs to the last sign of life (:func:`runjournal.cli.rendering.textfmt.run_span`)."""
+_from_iso = datetime.fromisoformat
+
 
 def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | None:
     """How long the run ran: to its terminal event; abandoned runs to their last progress; else to ``now``."""
@@ -40,9 +44,13 @@ def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
     if status == UNREADABLE:
         return _unreadable_object(row, path)
     duration = None
-    if summary.ended_at is not None or status == DERIVED_ABANDONED:
+    if status in _TO_LAST_ACTIVITY:
         span = row_duration(row)
         duration = None if span is None else round(span.total_seconds(), 6)
+    elif summary.ended_at is not None and summary.started_at is not None:
+        # run_span's rule for an ended run, inlined: this line runs once per listed run.
+        seconds = (_from_iso(summary.ended_at) - _from_iso(summary.started_at)).total_seconds()
+        duration = round(seconds, 6) if seconds > 0 else 0.0
     return {
         "run_id": summary.run_id, "workflow": summary.workflow, "status": status, "reason": row.reason,
         "started_at": summary.started_at, "ended_at": summary.ended_at, "duration_s": duration,
