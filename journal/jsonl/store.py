@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
-import secrets
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runjournal.journal.anchors import finished_head
 from runjournal.journal.errors import (
     CorruptLineError,
     JournalError,
@@ -32,9 +30,7 @@ from runjournal.journal.errors import (
 )
 from runjournal.journal.fsio import ensure_private_dir, fsync_dir, open_regular, sync_data, try_flock, unlock
 from runjournal.journal.ids import validate_run_id
-from runjournal.journal.jsonl.anchorlog import AnchorLog, shard_of
 from runjournal.journal.jsonl.layout import RUN_SUFFIX, StoreLayout
-from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
 from runjournal.journal.readmodel import Folded, LiveFold
 from runjournal.journal.records import GENESIS_HASH, Anchor, Cursor
 from runjournal.journal.sidefiles import SideFiles
@@ -42,6 +38,7 @@ from runjournal.journal.store import Clock, Durability, Projection, Pruned, Stor
 
 if TYPE_CHECKING:
     from runjournal.journal.events import Started, WriterIdentity
+    from runjournal.journal.jsonl.anchorlog import AnchorLog
     from runjournal.journal.jsonl.reader import JsonlRunReader
     from runjournal.journal.jsonl.repair import JsonlLockedRun
     from runjournal.journal.jsonl.writer import JsonlRunWriter
@@ -66,11 +63,17 @@ class JsonlStore(StoreLayout, Store):
         super().__init__(root)
         self.where = str(self.root)
         self.side_files = SideFiles(self.root)
-        self.anchor_log = AnchorLog(self.root)
         self._runs_prefix = str(self.runs_dir) + os.sep
         self.index_problem: str | None = None
         """Why a cache (index, fold record) could not be saved, if one could not: reads go on without it."""
         self._live: tuple[Projector | None, set[str]] = (None, set())  # the last listing's unfinished runs
+
+    @cached_property
+    def anchor_log(self) -> AnchorLog:
+        """The store's anchor log (:mod:`~runjournal.journal.jsonl.anchorlog`), loaded when first used."""
+        from runjournal.journal.jsonl.anchorlog import AnchorLog  # not at import: an empty history never needs it
+
+        return AnchorLog(self.root)
 
     def location(self, run_id: str) -> str:
         """Where the run is, for messages and ``--json`` output: its file."""
@@ -96,6 +99,8 @@ class JsonlStore(StoreLayout, Store):
         final = self.path(started.run_id)
         self.check_not_symlinked()
         ensure_private_dir(self.runs_dir)
+        import secrets  # new files only: reads never need it
+
         tmp = self.runs_dir / f".{started.run_id}.creating-{os.getpid()}-{secrets.token_hex(4)}"  # unique per thread too
         fd = _create_exclusive(tmp, started.run_id, self.runs_dir)
         try:
@@ -268,6 +273,7 @@ class JsonlStore(StoreLayout, Store):
         """``(pid, host)`` recorded in the run's ``started`` line, if it can be read."""
         from runjournal.journal.codec import decode_line
         from runjournal.journal.events import Started
+        from runjournal.journal.lines import RawLine, iter_raw_lines
 
         try:
             fd = open_regular(self.path(run_id), os.O_RDONLY)
@@ -292,6 +298,8 @@ class JsonlStore(StoreLayout, Store):
     def workflow_lock(self, workflow: str) -> Iterator[None]:
         """An exclusive ``flock`` per workflow name (``locks/`` under the root), held while inside."""
         locks = ensure_private_dir(self.root / "locks")
+        import hashlib
+
         key = hashlib.sha256(workflow.encode()).hexdigest()[:24]
         fd = open_regular(locks / f"workflow-{key}.lock", os.O_RDWR | os.O_CREAT)
         try:
@@ -304,6 +312,7 @@ class JsonlStore(StoreLayout, Store):
 
     def verify(self, run_id: str) -> Iterator[Problem]:
         """Every problem in the run file, torn tail included, and in its anchors and their log."""
+        from runjournal.journal.jsonl.anchorlog import shard_of
         from runjournal.journal.verify import Problem, verify_file
 
         shard = self.anchor_log.shard(run_id)
@@ -320,6 +329,8 @@ class JsonlStore(StoreLayout, Store):
 
     def raw_lines(self, run_id: str) -> Iterator[bytes]:
         """The run file's whole lines, each without its newline (a torn tail is left out)."""
+        from runjournal.journal.lines import RawLine, TornTail, iter_raw_lines
+
         self.check_not_symlinked()
         fd = open_regular(self.path(run_id), os.O_RDONLY)
         try:
@@ -337,6 +348,8 @@ class JsonlStore(StoreLayout, Store):
         final = self.path(run_id)
         self.check_not_symlinked()
         ensure_private_dir(self.runs_dir)
+        import secrets
+
         tmp = self.runs_dir / f".{run_id}.importing-{os.getpid()}-{secrets.token_hex(4)}"
         fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
@@ -351,6 +364,8 @@ class JsonlStore(StoreLayout, Store):
             os.close(fd)
             _unlink_quietly(tmp)
         fsync_dir(self.runs_dir)
+        from runjournal.journal.anchors import finished_head
+
         head = finished_head(lines)
         if head is not None:
             self.anchor_log.append([(run_id, head)], by="import", sync=True)
