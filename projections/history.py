@@ -115,7 +115,10 @@ def _current_row(store: Store, summary: RunSummary, reconcile: bool, options: di
     if live is not None and live.facts is not None and live.facts.owner_alive:
         return HistoryRow(summary, summary.status, summary.reason)
     if options["known"] is None and live is not None:
-        options["known"] = live.fold()
+        try:
+            options["known"] = live.fold()
+        except (JournalError, OSError):
+            pass  # damaged or changed since it was listed: current_state reads it and says what is wrong
     from runjournal.projections.reconcile import current_state  # lazily: start-up cost (see the module docstring)
 
     try:
