@@ -12,10 +12,11 @@ from runjournal.journal.errors import (
     InvalidRunIdError,
     JournalError,
     RunNotFoundError,
+    SameStoreError,
 )
 from runjournal.journal.status import ExitCode
 
-_USER_ERRORS = (InvalidRunIdError, RunNotFoundError, AmbiguousRunIdError)
+_USER_ERRORS = (InvalidRunIdError, RunNotFoundError, AmbiguousRunIdError, SameStoreError)
 
 
 class JournalClickError(click.ClickException):

@@ -121,6 +121,10 @@ class StoreUnavailableError(JournalError, ConnectionError):
     """The store cannot be reached (a database that refuses connections, a missing driver)."""
 
 
+class SameStoreError(JournalError, ValueError):
+    """A copy was asked to go into the store it comes from (an archive that is the store being pruned)."""
+
+
 READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
 """Errors that mean "this journal cannot be written by us", not "something broke"."""
 

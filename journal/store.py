@@ -49,7 +49,13 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from runjournal.journal.errors import CorruptLineError, JournalError, NotReconcilableError, WriterClosedError
+from runjournal.journal.errors import (
+    CorruptLineError,
+    JournalError,
+    NotReconcilableError,
+    StoreUnavailableError,
+    WriterClosedError,
+)
 from runjournal.journal.records import Anchor, Cursor, Record
 from runjournal.journal.sidefiles import SideFiles
 from runjournal.journal.status import TERMINAL_TYPES
@@ -472,6 +478,18 @@ class Store(ABC):
         Raises :class:`~runjournal.journal.errors.StoreUnavailableError` for a store that lives
         in this process only.
         """
+
+    def identity(self) -> str:
+        """What tells this store apart from every other, however it was named (compare two stores with it).
+
+        The default is the store's kind and :meth:`address` (a JSONL store's resolved
+        directory); a store reachable under several names (a database by host alias) says
+        which one it is; a store of this process only is itself.
+        """
+        try:
+            return f"{type(self).__name__}:{self.address()}"
+        except StoreUnavailableError:
+            return f"{type(self).__name__}:{id(self)}"
 
     def close(self) -> None:
         """Release what the store holds open (connections); a no-op by default."""

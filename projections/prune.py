@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from runjournal.journal.errors import SameStoreError
 from runjournal.journal.readmodel import HistoryQuery
 from runjournal.journal.status import DERIVED_ABANDONED, TERMINAL_STATUSES
 from runjournal.journal.store import Store
@@ -66,7 +67,13 @@ def prune(
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[PruneResult]:
-    """Archive (when ``archive`` is given) and verify each run, then delete those that archived cleanly."""
+    """Archive (when ``archive`` is given) and verify each run, then delete those that archived cleanly.
+
+    Raises :class:`~runjournal.journal.errors.SameStoreError` if ``archive`` is ``store``
+    itself (however named): every run would be found "already archived" and lost.
+    """
+    if archive is not None:
+        check_archive(store, archive)
     results: dict[str, PruneResult] = {}
     ready: list[str] = []
     for index, run_id in enumerate(run_ids):
@@ -85,6 +92,13 @@ def prune(
             if pruned.outcome == "pruned":
                 _remove_side_files(store, pruned.run_id)
     return [results[run_id] for run_id in run_ids]
+
+
+def check_archive(store: Store, archive: Store) -> None:
+    """Raise :class:`~runjournal.journal.errors.SameStoreError` if ``archive`` is ``store`` itself, however named."""
+    if archive.identity() == store.identity():
+        raise SameStoreError(f"the archive {archive.where} is the store being pruned; archive to another directory "
+                             "or database")
 
 
 def _archive(store: Store, archive: Store, run_id: str) -> PruneResult | None:

@@ -44,6 +44,8 @@ def copy_run(source: Store, destination: Store, run_id: str, *, reconcile: bool 
         current = current_state(source, run_id, reconcile=reconcile)
     except JournalError as exc:  # a corrupt line, say: reported for this run, the others still move
         return Transfer(run_id, "damaged", detail=f"{exc} (see 'runjournal verify')")
+    if current.damage is not None:  # never "running": a damaged run will not end (its prefix is all that reads)
+        return Transfer(run_id, "damaged", detail=f"{current.damage} (see 'runjournal verify')")
     if not current.state.is_terminal:
         return Transfer(run_id, "running", detail=f"status {current.status}: copy it once it has ended")
     return copy_lines(source, destination, run_id)

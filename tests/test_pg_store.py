@@ -36,3 +36,24 @@ def test_stale_pg_writer_is_fenced_after_abandon(pg_url: str, tmp_path: Path, lo
     assert current_state(store, RID).status == "abandoned"
     stale.close()
     store.close()
+
+
+def test_the_same_database_under_another_name_is_the_same_store(pg_url: str, tmp_path: Path) -> None:
+    """A URL naming the same server by another host name has the same identity; another database does not."""
+    alias = pg_url.replace("127.0.0.1", "localhost") if "127.0.0.1" in pg_url else pg_url.replace("localhost", "127.0.0.1")
+    assert alias != pg_url
+    first, second = PgStore(pg_url, local_root=tmp_path), PgStore(alias, local_root=tmp_path)
+    try:
+        assert first.identity() == second.identity()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS rj_identity_other")
+            conn.execute("CREATE DATABASE rj_identity_other")
+        base, _, _ = pg_url.rpartition("/")
+        other = PgStore(f"{base}/rj_identity_other", local_root=tmp_path)
+        assert other.identity() != first.identity()
+        other.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE rj_identity_other")
+    finally:
+        first.close()
+        second.close()

@@ -83,3 +83,16 @@ def test_a_run_the_archive_cannot_take_is_kept_and_the_exit_code_says_so(tmp_pat
     assert out.exit_code == 3
     assert "old-ok  conflict" in out.stdout and "old-failed  pruned" in out.stdout
     assert JsonlStore(root).exists("old-ok") and (attic / "runs" / "old-failed.jsonl").exists()
+
+
+def test_an_archive_that_is_the_journal_itself_is_refused_whatever_its_name(tmp_path: Path) -> None:
+    """--archive naming the journal being pruned (as given, with a trailing slash, or through a symlink) exits 2, deletes nothing."""
+    root = tmp_path / "journal"
+    store = _store(root)
+    (tmp_path / "alias").symlink_to(root)
+    before = sorted(store.run_ids())
+    for name in (str(root), f"{root}/", str(tmp_path / "alias")):
+        out = _cli(root, "prune", "--before", "2026-01-01T05:00:00+00:00", "--archive", name)
+        assert out.exit_code == 2 and "is the store being pruned" in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1
+    assert sorted(store.run_ids()) == before

@@ -111,3 +111,18 @@ def test_running_run_stays_in_the_source(tmp_path: Path, pg_url: str) -> None:
              "detail": "status running: copy it once it has ended"}
         ]
         assert not PgStore(pg_url).exists(run.run_id)
+
+
+def test_a_run_cut_short_after_it_finished_is_damaged_not_running(tmp_path: Path) -> None:
+    """A finished run (anchored by its writer) whose last line was removed exports as `damaged` (exit 3), never `running`."""
+    root = tmp_path / "src"
+    with start_run("cut", ["a"], root=root) as run:
+        run.step_started("a")
+        run.step_succeeded("a")
+        run.succeed()
+    path = root / "runs" / f"{run.run_id}.jsonl"
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+    result = CliRunner().invoke(cli, ["--root", str(root), "export", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 3, result.stderr
+    (cut,) = json.loads(result.stdout)["runs"]
+    assert cut["outcome"] == "damaged" and "cut short" in cut["detail"]

@@ -13,7 +13,7 @@ from runjournal.cli.rendering.output import OutputFormat, clean, emit_json, outp
 from runjournal.cli.target import Target
 from runjournal.cli.timeargs import parse_when
 from runjournal.journal.status import TERMINAL_STATUSES, ExitCode
-from runjournal.projections.prune import FAILURES, prune, prune_candidates
+from runjournal.projections.prune import FAILURES, check_archive, prune, prune_candidates
 
 
 @click.command("prune")
@@ -48,6 +48,8 @@ def prune_command(target: Target, before_text: str, statuses: tuple[str, ...], a
     before = parse_when(before_text, datetime.now(UTC), "--before")
     store = target.open()
     destination = Target(target.root, archive).open() if archive is not None else None
+    if destination is not None:
+        check_archive(store, destination)  # before anything is reconciled: a mistake changes nothing
     run_ids = prune_candidates(store, before, frozenset(statuses) or None, reconcile=not (no_reconcile or dry_run))
     results = prune(store, run_ids, archive=destination, dry_run=dry_run, progress=_progress)
     if sys.stderr.isatty() and len(run_ids) > 50:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runjournal.journal.status import TERMINAL_STATUSES
 
@@ -318,11 +318,20 @@ def is_postgres_url(text: str) -> bool:
     return named(text)
 
 
+SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
+"""libpq connection parameters whose values are secrets (or name where one is) in a URL's query string."""
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages and evidence."""
+    """The URL without its secrets, for messages and evidence: ``user:***@`` and ``password=***`` alike."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}")
+    if parts.query:
+        pairs = [pair.split("=", 1) for pair in parts.query.split("&")]
+        parts = parts._replace(query="&".join(
+            f"{pair[0]}=***" if len(pair) == 2 and unquote(pair[0]).lower() in SECRET_PARAMETERS else "=".join(pair)
+            for pair in pairs
+        ))
+    return urlunsplit(parts)

@@ -97,6 +97,11 @@ class PgStore(Store):
         """The URL, password included: pass it to another process through its environment."""
         return self.url
 
+    def identity(self) -> str:
+        """The server's system identifier and the database's name: the same database under any host name or URL."""
+        ((system, database),) = self.query("SELECT system_identifier, current_database() FROM pg_control_system()")
+        return f"PgStore:{system}:{database}"
+
     @property
     def connection(self) -> Any:
         """The store's own session (autocommit), opened and schema-checked on first use."""

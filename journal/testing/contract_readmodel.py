@@ -15,6 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from runjournal.journal.errors import SameStoreError
 from runjournal.journal.events import Heartbeat, StepProgress
 from runjournal.journal.memory import MemoryStore
 from runjournal.journal.readmodel import HistoryQuery, RunSummary
@@ -158,6 +161,16 @@ class ReadModelContract:
         assert [e.type for e in archive.read("orphan").events()][-1] == "abandoned"
         assert sorted(store.run_ids()) == ["b", "live"]
         live.close()
+
+    def test_an_archive_that_is_the_store_itself_is_refused(self, store: Store) -> None:
+        """Pruning into the store being pruned (another handle on it) raises SameStoreError and deletes nothing."""
+        write_run(store, "a")
+        same = self.reopen(store)  # type: ignore[attr-defined]
+        with pytest.raises(SameStoreError):
+            prune(store, ["a"], archive=same)
+        assert sorted(store.run_ids()) == ["a"]
+        other = MemoryStore(self.tmp_path / "other-side")
+        assert [r.outcome for r in prune(store, ["a"], archive=other)] == ["pruned"]
 
     def test_anchors_are_the_head_of_a_finished_run(self, store: Store) -> None:
         """A store that anchors keeps a finished run's last seq, its line's hash and end offset (written or imported), and nothing while it runs."""
