@@ -28,9 +28,9 @@ def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | No
         return None
     summary = row.summary
     # Only the two times the rule needs are parsed: history does this for every run it lists.
-    abandoned = row.status in ("abandoned", DERIVED_ABANDONED)
-    last = parse_time(summary.last_activity) if abandoned else None
+    abandoned = row.status in _TO_LAST_ACTIVITY
     ended = None if abandoned else parse_time(summary.ended_at)
+    last = parse_time(summary.last_activity) if abandoned or (ended is None and row.status in UNTRUSTED) else None
     return run_span(row.status, parse_time(summary.started_at), ended, last, now)
 
 

@@ -9,20 +9,23 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from runjournal.cli.rendering.output import clean, status_text
-from runjournal.journal.status import DERIVED_ABANDONED
+from runjournal.journal.status import DERIVED_ABANDONED, UNTRUSTED
 
 
 def run_span(
     status: str, started: datetime | None, ended: datetime | None, last_activity: datetime | None, now: datetime | None
 ) -> timedelta | None:
     """How long a run ran: to its terminal event; an abandoned one to its last progress (not to
-    whenever someone noticed it); a live one until ``now``. One rule for ``history`` and ``show``."""
+    whenever someone noticed it); a damaged one that never reads to an end, to its last line
+    that reads (it will not end); a live one until ``now``. One rule for ``history`` and ``show``."""
     if started is None:
         return None
     if status in ("abandoned", DERIVED_ABANDONED):
         end = last_activity
     elif ended is not None:
         end = ended
+    elif status in UNTRUSTED:
+        end = last_activity
     else:
         end = now
     return None if end is None else max(end - started, timedelta(0))
