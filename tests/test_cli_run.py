@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from run_helpers import orphan_run, state_of, terminal_state, write_workflow
+from run_helpers import orphan_run, state_of, terminal_state, wait_for, write_workflow
 
 from runjournal.cli.engine.runfiles import unit_log_path
 from runjournal.cli.main import cli
@@ -216,6 +216,21 @@ class TestDetach:
         # The writer is the supervisor, but the command recorded is the client's (what the user typed).
         assert state.started is not None and state.started.writer.argv == sys.argv
         assert state.started.writer.pid != os.getpid()
+
+    def test_a_supervisor_refused_by_its_store_ends_with_one_line(self, store: JsonlStore, tmp_path: Path) -> None:
+        """A detached run whose file is deleted mid-step: the supervisor's output ends in one error line, no traceback."""
+        gate = tmp_path / "go"
+        flow = f'name = "deleted"\n[[steps]]\nname = "a"\nrun = "while [ ! -e {gate} ]; do sleep 0.02; done"\n'
+        result = invoke(store, "run", "--detach", str(write_workflow(tmp_path, flow)))
+        run_id = started_run(store, result)
+        path = Path(store.location(run_id))
+        wait_for(lambda: b'"state":"started"' in path.read_bytes(), "step a to start")
+        path.unlink()  # its link count drops to 0: the next synced append sees it
+        gate.touch()
+        output = store.side_files.log_dir(run_id) / "supervisor.out"
+        text = wait_for(lambda: "runjournal: error: " in (t := output.read_text()) and t, "the supervisor's last line")
+        assert "Traceback" not in text and text.rstrip().splitlines()[-1].startswith("runjournal: error: "), text
+        assert "deleted under this writer" in text
 
     def test_detach_refused_while_live(self, store: JsonlStore, tmp_path: Path) -> None:
         """The supervisor's refusal reaches the client as its one-line error and exit code."""

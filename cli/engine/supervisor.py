@@ -172,8 +172,12 @@ def supervise(store: Store, spec: LaunchSpec, ready_fd: int) -> int:
             return ExitCode.JOURNAL
         _reply(ready_fd, {"run_id": run.run_id})
         print(f"supervisor pid {os.getpid()} runs {run.run_id} ({run.location})", flush=True)
-        with run:
-            outcome = runner.execute(run)
+        try:
+            with run:
+                outcome = runner.execute(run)
+        except JournalError as exc:  # the store refused us for good (fenced, gone): the steps are stopped by now
+            print(f"runjournal: error: {sanitize(str(exc))}", flush=True)
+            return ExitCode.JOURNAL
     print(f"run {run.run_id} {outcome.status}", flush=True)
     return int(STATUS_EXIT_CODES[outcome.status])
 
