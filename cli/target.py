@@ -33,6 +33,16 @@ class Target:
 
         return open_store(self.store if self.store else self.root, local_root=self.root, projector=PROJECTOR)
 
+    def require_destination(self) -> None:
+        """Refuse (exit 2, one line) a destination directory that is a file: copying into it cannot work."""
+        from runjournal.journal.stores import directory_of
+
+        directory = directory_of(self.store if self.store else self.root)
+        if directory is not None and directory.exists() and not directory.is_dir():
+            from runjournal.cli.errors import UserError
+
+            raise UserError(f"{directory} is not a directory (name a journal directory or a postgresql:// URL)")
+
     def require_existing(self) -> None:
         """Refuse (exit 2, one line) a journal directory that does not exist: reading it would say "no runs"."""
         from runjournal.journal.stores import directory_of

@@ -96,3 +96,13 @@ def test_an_archive_that_is_the_journal_itself_is_refused_whatever_its_name(tmp_
         assert out.exit_code == 2 and "is the store being pruned" in out.stderr, out.stderr
         assert out.stderr.count("\n") == 1
     assert sorted(store.run_ids()) == before
+
+
+def test_an_archive_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    """--archive naming a regular file exits 2 with one line saying so, and prunes nothing."""
+    root = tmp_path / "journal"
+    store = _store(root)
+    (tmp_path / "afile").write_text("")
+    out = _cli(root, "prune", "--before", "2026-01-01T05:00:00+00:00", "--archive", str(tmp_path / "afile"))
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1 and "is not a directory" in out.stderr, out.stderr
+    assert len(store.run_ids()) == 4

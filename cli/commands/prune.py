@@ -47,7 +47,11 @@ def prune_command(target: Target, before_text: str, statuses: tuple[str, ...], a
     """
     before = parse_when(before_text, datetime.now(UTC), "--before")
     store = target.open()
-    destination = Target(target.root, archive).open() if archive is not None else None
+    destination = None
+    if archive is not None:
+        archive_target = Target(target.root, archive)
+        archive_target.require_destination()
+        destination = archive_target.open()
     if destination is not None:
         check_archive(store, destination)  # before anything is reconciled: a mistake changes nothing
     run_ids = prune_candidates(store, before, frozenset(statuses) or None, reconcile=not (no_reconcile or dry_run))

@@ -62,7 +62,9 @@ def import_(target: Target, source: str, runs: tuple[str, ...], no_reconcile: bo
 
 def _other_store(text: str, target: Target) -> Store:
     """The store at the other end: a postgresql:// URL, or a journal directory (runs in ``DIR/runs``)."""
-    return Target(target.root, text).open()
+    other = Target(target.root, text)
+    other.require_destination()
+    return other.open()
 
 
 def _transfer(source: Store, destination: Store, runs: tuple[str, ...], no_reconcile: bool, fmt: OutputFormat,
