@@ -105,4 +105,4 @@ def test_an_archive_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     out = _cli(root, "prune", "--before", "2026-01-01T05:00:00+00:00", "--archive", str(tmp_path / "afile"))
     assert out.exit_code == 2 and out.stderr.count("\n") == 1 and "is not a directory" in out.stderr, out.stderr
-    assert len(store.run_ids()) == 4
+    assert len(list(store.run_ids())) == 4
