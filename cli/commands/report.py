@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from runjournal.cli.completion import complete_run_ids
+from runjournal.cli.errors import UserError
 from runjournal.cli.rendering.output import clean
 from runjournal.cli.rendering.report import report_html
 from runjournal.cli.rendering.views import display_reason, display_status, liveness_text, run_detail
@@ -22,7 +24,8 @@ from runjournal.projections.timeline import timeline
 @click.command()
 @click.argument("run", shell_complete=complete_run_ids)
 @click.option("-o", "--output", "output", required=True, metavar="FILE.html",
-              help="Where to write the page (- for stdout). An existing file is replaced.")
+              help="Where to write the page (- for stdout). An existing regular file is replaced; a directory, "
+                   "device, FIFO or symlink is refused.")
 @click.option("--no-reconcile", is_flag=True, help="Do not record the run as abandoned if its writer died.")
 @click.pass_obj
 def report(target: Target, run: str, output: str, no_reconcile: bool) -> None:
@@ -48,16 +51,35 @@ def report(target: Target, run: str, output: str, no_reconcile: bool) -> None:
     if output == "-":
         sys.stdout.write(page)
         return
-    _write(Path(output), page.encode("utf-8"))
+    _write(output, page.encode("utf-8"))
     click.echo(f"wrote {output}", err=True)
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write through a temporary file renamed into place, so a reader never sees half a page."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+def _write(output: str, data: bytes) -> None:
+    """Write through a temporary file renamed into place, so a reader never sees half a page.
+
+    Only a new file or an existing regular file is written: renaming over a device, a FIFO,
+    a symlink or a directory would replace it (as root, ``-o /dev/null`` would break the
+    machine), so those are refused in one line, as is a name that is a directory.
+    """
+    path = Path(output)
+    if not output or output.endswith(os.sep) or path.name in ("", ".", ".."):
+        raise UserError(f"-o {output!r}: give a file name for the page (FILE.html), not a directory")
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise UserError(f"-o {output}: exists and is not a regular file (a directory, device, FIFO or symlink); "
+                        "it is left alone: choose another name")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"-o {output}: cannot write the page: {exc.strerror or exc}") from None
