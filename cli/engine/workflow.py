@@ -28,7 +28,10 @@ Every mistake is reported as one :class:`WorkflowError` line naming the file and
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +117,14 @@ MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
 
 
 def read_workflow_bytes(path: Path) -> bytes:
-    """The bytes of a workflow file (a pipe like ``<(generate)`` too), or a one-line :class:`WorkflowError`."""
+    """The bytes of a workflow file (a pipe like ``<(generate)`` too), or a one-line :class:`WorkflowError`.
+
+    A named FIFO blocks until something writes to it, as ``cat`` would; stderr says so first,
+    so a run that seems to hang says why.
+    """
     try:
+        if _is_named_fifo(path):
+            print(f"runjournal: waiting for a writer on the FIFO {path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         with open(path, "rb") as f:
             data = f.read(MAX_WORKFLOW_BYTES + 1)
         if len(data) > MAX_WORKFLOW_BYTES:
@@ -127,6 +136,14 @@ def read_workflow_bytes(path: Path) -> bytes:
         raise WorkflowError(f"{path}: is a directory, not a workflow file") from None
     except OSError as exc:
         raise WorkflowError(f"{path}: cannot read workflow file: {exc.strerror}") from None
+
+
+def _is_named_fifo(path: Path) -> bool:
+    """A FIFO in the file system (not the ``/dev/fd/N`` of a shell's ``<(...)``, whose writer is already there)."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode) and not str(path).startswith(("/dev/fd/", "/proc/"))
+    except OSError:
+        return False
 
 
 def load_workflow(path: Path) -> Workflow:
