@@ -95,8 +95,9 @@ def _check_item(item: RawLine | OverlongLine | TornTail, chain: _Chain, run_id: 
     if isinstance(item, TornTail):
         return Problem(
             where, item.line_no, item.offset, "torn-tail",
-            f"the last {item.length} bytes have no newline (a write cut short by a crash); "
-            "'runjournal reconcile' moves them aside",
+            f"the last {item.length} bytes have no newline (a write cut short by a crash; readers ignore them); "
+            "'runjournal reconcile' moves them aside when it records a dead writer's run abandoned; "
+            f"on a finished run they are harmless (to drop them: truncate -s {item.offset} {where})",
         )
     chain.lines += 1
     chain.end = item.end

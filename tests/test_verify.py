@@ -185,10 +185,12 @@ def test_cli_verify_json_reports_runs_and_problems(journal_dir: Path) -> None:
     assert report["ok"] is False
     [run] = report["runs"]
     assert (run["run_id"], run["path"], run["ok"]) == (RUN, str(path), False)
+    offset = path.stat().st_size - 4
     assert run["problems"] == [
-        {"path": str(path), "line": 7, "offset": path.stat().st_size - 4, "kind": "torn-tail",
-         "reason": "the last 4 bytes have no newline (a write cut short by a crash); "
-                   "'runjournal reconcile' moves them aside"}
+        {"path": str(path), "line": 7, "offset": offset, "kind": "torn-tail",
+         "reason": "the last 4 bytes have no newline (a write cut short by a crash; readers ignore them); "
+                   "'runjournal reconcile' moves them aside when it records a dead writer's run abandoned; "
+                   f"on a finished run they are harmless (to drop them: truncate -s {offset} {path})"}
     ]
 
 
