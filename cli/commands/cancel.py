@@ -162,7 +162,8 @@ def _report_orphan(run_id: str, state: RunState, leftovers: Leftovers, recorded:
     if not recorded:
         raise JournalClickError(f"run {run_id} already {state.status}; nothing to cancel", ExitCode.NEGATIVE)
     late = state.status != "cancelled"
-    what = f"already {state.status}; its leftovers were stopped (recorded as a late event)" if late else "cancelled"
+    stopped = "its leftovers were stopped" if _killed(leftovers) else "nothing of it was left to stop"
+    what = f"already {state.status}; {stopped} (recorded as a late event)" if late else "cancelled"
     click.echo(f"run {run_id}: the writer was gone; {what}", err=True)
     terminal = state.terminal
     click.echo(f"{run_id} {state.status}" + ("" if late else f" by {clean(getattr(terminal, 'by', ''))}"))
