@@ -43,8 +43,11 @@ class Target:
 
             raise UserError(f"{directory} is not a directory (name a journal directory or a postgresql:// URL)")
 
-    def require_existing(self) -> None:
-        """Refuse (exit 2, one line) a journal directory that does not exist: reading it would say "no runs"."""
+    def require_existing(self, named_by: str = "--root, --store or RUNJOURNAL_ROOT") -> None:
+        """Refuse (exit 2, one line) a journal directory that does not exist: reading it would say "no runs".
+
+        ``named_by`` is what the user should check (the option or argument that named it).
+        """
         from runjournal.journal.stores import directory_of
 
         directory = directory_of(self.store if self.store else self.root)
@@ -52,4 +55,4 @@ class Target:
             from runjournal.cli.errors import UserError
 
             what = "is not a directory" if directory.exists() else "does not exist"
-            raise UserError(f"journal directory {directory} {what} (check --root, --store or RUNJOURNAL_ROOT)")
+            raise UserError(f"journal directory {directory} {what} (check {named_by})")

@@ -56,7 +56,7 @@ def import_(target: Target, source: str, runs: tuple[str, ...], no_reconcile: bo
       runjournal --store postgresql://ci-db/runs import ./.runjournal    this host's runs, into the database
     """
     source_target = Target(target.root, source)
-    source_target.require_existing()
+    source_target.require_existing("the SOURCE argument")
     _transfer(source_target.open(), target.open(), runs, no_reconcile, fmt, raw)
 
 
