@@ -43,9 +43,6 @@ class TestMemoryStore(StoreContract):
     def make_store(self) -> Store:
         return MemoryStore(self.tmp_path / "side")
 
-    def reopen(self, store: Store) -> Store:
-        return store  # one process, one store object: ownership is per writer, not per store object
-
     def drop_last_line(self, store: Store, run_id: str) -> None:
         store._lines[run_id].pop()  # type: ignore[attr-defined]
 

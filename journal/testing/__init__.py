@@ -27,6 +27,13 @@ Every event a strategy or builder returns is a valid model; a *stream* is additi
 valid run: ``started`` first, ``seq`` 0, 1, 2 ... and one ``run_id``.
 """
 
+try:
+    import hypothesis  # noqa: F401  (the strategies below need it)
+except ModuleNotFoundError as exc:  # a plain install: say which extra brings it
+    raise ModuleNotFoundError(
+        "runjournal.journal.testing needs hypothesis and pytest: pip install 'runjournal[testing]'", name=exc.name
+    ) from None
+
 from runjournal.journal.testing.builders import (
     BASE_TIME,
     DEFAULT_RUN_ID,

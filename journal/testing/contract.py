@@ -41,6 +41,7 @@ from runjournal.journal.errors import (
     RunLockedError,
     RunNotFoundError,
     SequenceError,
+    StoreUnavailableError,
 )
 from runjournal.journal.events import AbandonReason, Heartbeat, StepProgress
 from runjournal.journal.identity import writer_identity
@@ -98,8 +99,16 @@ class StoreContract(ReadModelContract):
         raise NotImplementedError
 
     def reopen(self, store: Store) -> Store:
-        """Another store object on the same runs (for a database: another session), given no projector."""
-        return open_store(store.address(), local_root=store.side_files.root)
+        """Another store object on the same runs (for a database: another session), given no projector.
+
+        A store that lives in this process only (its :meth:`Store.address` raises
+        :class:`StoreUnavailableError`) is its own reopening: ownership there is per writer.
+        """
+        try:
+            address = store.address()
+        except StoreUnavailableError:
+            return store
+        return open_store(address, local_root=store.side_files.root)
 
     def drop_last_line(self, store: Store, run_id: str) -> None:
         """Tamper with the store behind its back: remove the run's last line (a backend's hook; skipped without one)."""
