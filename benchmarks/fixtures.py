@@ -9,9 +9,11 @@ Generation is split over worker processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 from runjournal.journal.codec import encode_line
@@ -230,24 +232,29 @@ def build_big_run(root: Path, events: int, *, items: int = 1000) -> str:
 
     Returns its run id. The file is streamed out, never held in memory whole.
     """
+    run_id = run_id_for(0)
+    steps = [PlannedStep(name="prepare"), PlannedStep(name="work", items=[f"item-{i}" for i in range(items)])]
+    every = max(1, (events - 4) // (2 * items + 1))
+
+    def lines() -> Iterator[bytes]:
+        prev = GENESIS_HASH
+        for event in _big_run_events(run_id, BASE_TIME, steps, events, items, every):
+            line, prev = encode_line(event, prev)
+            yield line
+
+    _stream_run(root, run_id, lines())
+    return run_id
+
+
+def _stream_run(root: Path, run_id: str, lines: Iterable[bytes]) -> None:
+    """Write ``root/runs/<run_id>.jsonl`` from ``lines``, 10,000 lines per write, never holding the file."""
     runs_dir = root / "runs"
     runs_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
-    run_id = run_id_for(0)
-    start = BASE_TIME
-    steps = [PlannedStep(name="prepare"), PlannedStep(name="work", items=[f"item-{i}" for i in range(items)])]
-    every = max(1, (events - 4) // (2 * items + 1))
-    prev = GENESIS_HASH
-    chunk: list[bytes] = []
+    pending = iter(lines)
     with open(runs_dir / f"{run_id}.jsonl", "wb") as file:
-        for event in _big_run_events(run_id, start, steps, events, items, every):
-            line, prev = encode_line(event, prev)
-            chunk.append(line)
-            if len(chunk) >= 10_000:
-                file.write(b"".join(chunk))
-                chunk.clear()
-        file.write(b"".join(chunk))
-    return run_id
+        while chunk := list(islice(pending, 10_000)):
+            file.write(b"".join(chunk))
 
 
 def _big_run_events(run_id: str, start: datetime, steps: list[PlannedStep], events: int, items: int,
@@ -278,23 +285,18 @@ def build_steps_run(root: Path, steps: int) -> str:
     What a runaway workflow leaves: ``2 * steps + 1`` events. Lines are made from plain
     objects in the canonical form (checked against the codec on the first step), streamed.
     """
-    runs_dir = root / "runs"
-    runs_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-    os.chmod(root, 0o700)
     run_id = run_id_for(1)
     start = Started(run_id=run_id, seq=0, ts=BASE_TIME, workflow="extreme", steps=[], writer=identity(),
                     heartbeat_interval=30.0)
-    first, prev = encode_line(start, GENESIS_HASH)
-    with open(runs_dir / f"{run_id}.jsonl", "wb") as file:
-        file.write(first)
-        chunk: list[bytes] = []
+
+    def lines() -> Iterator[bytes]:
+        line, prev = encode_line(start, GENESIS_HASH)
+        yield line
         for seq in range(1, 2 * steps + 1):
             line, prev = _step_line(run_id, seq, prev)
-            chunk.append(line)
-            if len(chunk) >= 10_000:
-                file.write(b"".join(chunk))
-                chunk.clear()
-        file.write(b"".join(chunk))
+            yield line
+
+    _stream_run(root, run_id, lines())
     return run_id
 
 

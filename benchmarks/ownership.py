@@ -23,26 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from runjournal.journal.processes import marked_processes
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-P", "-m", "runjournal"]
 
 
 def marked(run_id: str) -> int:
-    """Live processes whose environment names the run."""
-    needle = f"RUNJOURNAL_RUN_ID={run_id}".encode()
-    count = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-            if stat[stat.rindex(")") + 2] in "ZX":
-                continue
-            if needle in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
-                count += 1
-        except (OSError, ValueError):
-            continue
-    return count
+    """Live processes whose environment names the run (as reconcile finds escapees)."""
+    return len(marked_processes(run_id)[0])
 
 
 def one_kill(base: Path, detach: bool, ignore_term: bool) -> float:
