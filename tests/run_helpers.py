@@ -104,3 +104,21 @@ def kill_group_quietly(pid: int) -> None:
         os.killpg(pid, 9)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append to a journal as a writer would (O_APPEND, one write)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def last_hash(events: list[Event]) -> str:
+    """The ``h`` of the last line ``events`` encode to (what the next line chains from)."""
+    import orjson
+
+    from runjournal.journal.testing import journal_lines
+
+    return str(orjson.loads(journal_lines(events)[-1])["h"])

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from run_helpers import append_bytes, last_hash
 
 from runjournal.journal.errors import CorruptLineError, IntegrityError, JournalError
 from runjournal.journal.jsonl import JsonlStore
@@ -97,24 +98,10 @@ def test_appended_events_are_verified_and_read_with_the_prefix(journal: JournalF
         for store in (strict, fast):
             write_journal(store.root, events, data=head)
         reads(fast, journal.run_id)
-        rest = b"".join(journal_lines(events[cut:], _last_hash(events[:cut])))
+        rest = b"".join(journal_lines(events[cut:], last_hash(events[:cut])))
         for store in (strict, fast):
-            _append(store.path(journal.run_id), rest)
+            append_bytes(store.path(journal.run_id), rest)
         assert reads(fast, journal.run_id) == reference(strict, journal.run_id)
-
-
-def _last_hash(events: list[Any]) -> str:
-    import orjson
-
-    return orjson.loads(journal_lines(events)[-1])["h"]
-
-
-def _append(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 # ---- honesty --------------------------------------------------------------------------------------
@@ -134,6 +121,16 @@ def finished(journal_dir: Path) -> tuple[JsonlStore, str]:
     return store, run.run_id
 
 
+def _refused_by_every_read(store: JsonlStore, run_id: str, reason: str, kind: str) -> None:
+    """Both reads and the fold refuse the run naming ``reason``; ``verify`` reports one problem of ``kind``."""
+    for read in (store.read_plain, lambda run: store.read(run).events()):
+        with pytest.raises(IntegrityError, match=reason):
+            list(read(run_id))
+    damage = store.project(run_id, PROJECTOR).damage
+    assert isinstance(damage, IntegrityError) and reason in str(damage)
+    assert [p.kind for p in store.verify(run_id)] == [kind]
+
+
 def test_a_byte_changed_in_the_verified_prefix_with_the_mtime_restored_is_caught(
     finished: tuple[JsonlStore, str],
 ) -> None:
@@ -148,11 +145,7 @@ def test_a_byte_changed_in_the_verified_prefix_with_the_mtime_restored_is_caught
         file.write(data)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    with pytest.raises(IntegrityError, match="hash chain mismatch"):
-        list(store.read_plain(run_id))
-    damage = store.project(run_id, PROJECTOR).damage
-    assert isinstance(damage, IntegrityError) and "hash chain mismatch" in str(damage)
-    assert [p.kind for p in store.verify(run_id)] == ["integrity"]
+    _refused_by_every_read(store, run_id, "hash chain mismatch", "integrity")
 
 
 def test_dropping_the_final_lines_of_a_finished_run_is_caught(finished: tuple[JsonlStore, str]) -> None:
@@ -161,12 +154,7 @@ def test_dropping_the_final_lines_of_a_finished_run_is_caught(finished: tuple[Js
     path = store.path(run_id)
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]))
-    for call in (lambda: list(store.read_plain(run_id)), lambda: list(store.read(run_id))):
-        with pytest.raises(IntegrityError, match="cut short after it finished"):
-            call()
-    damage = store.project(run_id, PROJECTOR).damage
-    assert isinstance(damage, IntegrityError) and "cut short after it finished" in str(damage)
-    assert [p.kind for p in store.verify(run_id)] == ["anchor"]
+    _refused_by_every_read(store, run_id, "cut short after it finished", "anchor")
 
 
 def test_a_rehashed_rewrite_of_a_finished_run_is_caught(finished: tuple[JsonlStore, str]) -> None:
@@ -178,11 +166,7 @@ def test_a_rehashed_rewrite_of_a_finished_run_is_caught(finished: tuple[JsonlSto
     last = events[-1]
     forged = Failed(run_id=run_id, seq=last.seq, ts=last.ts, reason=FailReason.STEP_FAILED)
     store.path(run_id).write_bytes(b"".join(journal_lines([*events[:-1], forged])))
-    with pytest.raises(IntegrityError, match="changed after it finished"):
-        list(store.read(run_id))
-    damage = store.project(run_id, PROJECTOR).damage
-    assert isinstance(damage, IntegrityError) and "changed after it finished" in str(damage)
-    assert [p.kind for p in store.verify(run_id)] == ["anchor"]
+    _refused_by_every_read(store, run_id, "changed after it finished", "anchor")
 
 
 def test_a_late_event_is_read_after_the_recorded_prefix_and_anchored(finished: tuple[JsonlStore, str]) -> None:

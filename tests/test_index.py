@@ -17,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from run_helpers import append_bytes, last_hash
 
 from runjournal.journal.events import Event
 from runjournal.journal.jsonl.index import FORMAT, INDEX_DIR, HistoryIndex
@@ -47,15 +48,6 @@ def fresh_summaries(store: JsonlStore) -> list[RunSummary]:
 def indexed(store: JsonlStore) -> list[RunSummary]:
     """What a fresh HistoryIndex (loading whatever is saved) lists."""
     return list(HistoryIndex(store, PROJECTOR).summaries())
-
-
-def append_bytes(path: Path, data: bytes) -> None:
-    """Append to a journal as a writer would (O_APPEND, one write)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -106,7 +98,7 @@ def test_incremental_index_equals_fresh_fold(streams: list[list[Event]], data: s
         paths = [write_journal(tmp, s[:cut]) for s, cut in zip(streams, cuts, strict=True)]
         assert indexed(store) == fresh_summaries(store)
         for stream, cut, path in zip(streams, cuts, paths, strict=True):
-            append_bytes(path, b"".join(journal_lines(stream[cut:], _last_hash(stream[:cut]))))
+            append_bytes(path, b"".join(journal_lines(stream[cut:], last_hash(stream[:cut]))))
         assert indexed(store) == fresh_summaries(store)
         newest_first = sorted(streams, key=lambda s: s[0].run_id, reverse=True)
         for stream, summary in zip(newest_first, indexed(store), strict=True):
@@ -123,11 +115,6 @@ def test_torn_tail_is_left_out_until_its_line_is_complete(torn) -> None:  # type
         full = journal_bytes([*torn.events, torn.torn])
         append_bytes(path, full[len(torn.data) :])
         assert indexed(store) == [summarize(fold([*torn.events, torn.torn]), torn.events[0].run_id)]
-
-
-def _last_hash(events: list[Event]) -> str:
-    lines = journal_lines(events)
-    return orjson.loads(lines[-1])["h"]
 
 
 def test_append_after_indexing_is_seen_without_refolding(journal_dir: Path) -> None:
@@ -216,7 +203,7 @@ def test_late_events_after_terminal_are_counted(journal_dir: Path) -> None:
     stream = make_stream("r1", terminal="abandoned")
     path = write_journal(journal_dir, stream)
     assert indexed(store)[0].late_events == 0
-    append_bytes(path, b"".join(journal_lines([make_heartbeat(len(stream), run_id="r1")], _last_hash(stream))))
+    append_bytes(path, b"".join(journal_lines([make_heartbeat(len(stream), run_id="r1")], last_hash(stream))))
     (summary,) = indexed(store)
     assert (summary.status, summary.late_events) == ("abandoned", 1)
 
