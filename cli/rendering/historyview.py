@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from runjournal.cli.rendering.output import clean
-from runjournal.cli.rendering.textfmt import duration_text, local_time, run_span
+from runjournal.cli.rendering.textfmt import TO_LAST_ACTIVITY, duration_text, local_time, run_span
 from runjournal.journal.readmodel import parse_time
-from runjournal.journal.status import DERIVED_ABANDONED, UNREADABLE, UNTRUSTED
+from runjournal.journal.status import UNREADABLE, UNTRUSTED
 from runjournal.projections.history import HistoryRow
 
-_TO_LAST_ACTIVITY = frozenset({"abandoned", DERIVED_ABANDONED})
-"""Statuses whose duration runs to the last sign of life (:func:`runjournal.cli.rendering.textfmt.run_span`)."""
 _from_iso = datetime.fromisoformat
 
 
@@ -28,7 +26,7 @@ def row_duration(row: HistoryRow, now: datetime | None = None) -> timedelta | No
         return None
     summary = row.summary
     # Only the two times the rule needs are parsed: history does this for every run it lists.
-    abandoned = row.status in _TO_LAST_ACTIVITY
+    abandoned = row.status in TO_LAST_ACTIVITY
     ended = None if abandoned else parse_time(summary.ended_at)
     last = parse_time(summary.last_activity) if abandoned or (ended is None and row.status in UNTRUSTED) else None
     return run_span(row.status, parse_time(summary.started_at), ended, last, now)
@@ -44,7 +42,7 @@ def history_object(row: HistoryRow, path: Path | str) -> dict[str, Any]:
     if status == UNREADABLE:
         return _unreadable_object(row, path)
     duration = None
-    if status in _TO_LAST_ACTIVITY:
+    if status in TO_LAST_ACTIVITY:
         span = row_duration(row)
         duration = None if span is None else round(span.total_seconds(), 6)
     elif summary.ended_at is not None and summary.started_at is not None:

@@ -11,6 +11,9 @@ from datetime import datetime, timedelta
 from runjournal.cli.rendering.output import clean, status_text
 from runjournal.journal.status import DERIVED_ABANDONED, UNTRUSTED
 
+TO_LAST_ACTIVITY = frozenset({"abandoned", DERIVED_ABANDONED})
+"""Statuses whose duration runs to the last sign of life: when the writer died, not when someone noticed."""
+
 
 def run_span(
     status: str, started: datetime | None, ended: datetime | None, last_activity: datetime | None, now: datetime | None
@@ -20,7 +23,7 @@ def run_span(
     that reads (it will not end); a live one until ``now``. One rule for ``history`` and ``show``."""
     if started is None:
         return None
-    if status in ("abandoned", DERIVED_ABANDONED):
+    if status in TO_LAST_ACTIVITY:
         end = last_activity
     elif ended is not None:
         end = ended

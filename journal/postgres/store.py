@@ -92,15 +92,21 @@ class PgStore(Store):
         self._model: SummaryModel | None = None
         self._lending = threading.Lock()
         self._lent = False
+        self._identity: str | None = None
 
     def address(self) -> str:
         """The URL, password included: pass it to another process through its environment."""
         return self.url
 
     def identity(self) -> str:
-        """The server's system identifier and the database's name: the same database under any host name or URL."""
-        ((system, database),) = self.query("SELECT system_identifier, current_database() FROM pg_control_system()")
-        return f"PgStore:{system}:{database}"
+        """The server's system identifier and the database's name: the same database under any host name or URL.
+
+        Asked of the server once per store object (prune checks it before it reconciles, and again before it deletes).
+        """
+        if self._identity is None:
+            ((system, database),) = self.query("SELECT system_identifier, current_database() FROM pg_control_system()")
+            self._identity = f"PgStore:{system}:{database}"
+        return self._identity
 
     @property
     def connection(self) -> Any:
