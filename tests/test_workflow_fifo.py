@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 WORKFLOW = b'name = "piped"\n[[steps]]\nname = "a"\nrun = "true"\n'
@@ -18,6 +19,8 @@ def test_a_fifo_workflow_says_it_waits_then_runs(tmp_path: Path) -> None:
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "runjournal"]
     proc = subprocess.Popen([*argv, "--root", str(tmp_path / "journal"), "run", str(fifo)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, NO_COLOR="1"))
+    guard = threading.Timer(30, proc.kill)  # without the notice, readline would wait for ever: end it, and fail
+    guard.start()
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline().decode()  # written before the open that blocks
@@ -26,6 +29,7 @@ def test_a_fifo_workflow_says_it_waits_then_runs(tmp_path: Path) -> None:
             writer.write(WORKFLOW)
         out, err = proc.communicate(timeout=60)
     finally:
+        guard.cancel()
         proc.kill()
     assert proc.returncode == 0, err.decode()
     assert b"piped" in subprocess.run([*argv, "--root", str(tmp_path / "journal"), "history"], capture_output=True,
