@@ -159,10 +159,12 @@ def test_killed_owner_takes_its_steps_along_and_recovery_never_overlaps(
         kill_marked(run_id)
 
 
-ESCAPE = ("import os, time\n"
+ESCAPE = ("import os, sys, time\n"
           "if os.fork(): os._exit(0)\n"
           "os.setsid()\n"
           "if os.fork(): os._exit(0)\n"
+          "with open(sys.argv[1] + '.tmp', 'w') as f: f.write(str(os.getpid()))\n"
+          "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"  # the final daemon names itself, whole
           "time.sleep(30)\n")
 
 
@@ -170,20 +172,22 @@ def test_a_step_that_escapes_its_group_is_reported_and_blocks_the_rerun(journal_
     """A double fork + setsid survives the kill: it is recorded as escaped, and rerun waits for it (or the flag)."""
     store = JsonlStore(journal_dir)
     (tmp_path / "escape.py").write_text(ESCAPE)
-    gate = tmp_path / "gate"
+    gate, daemon_pid = tmp_path / "gate", tmp_path / "daemon.pid"
     wf = write_workflow(tmp_path, f"""
         name = "escaper"
         [[steps]]
         name = "daemon"
-        run = "{sys.executable} {tmp_path / 'escape.py'}; while [ ! -e {gate} ]; do sleep 0.05; done"
+        run = "{sys.executable} {tmp_path / 'escape.py'} {daemon_pid}; while [ ! -e {gate} ]; do sleep 0.05; done"
     """)
     runner = subprocess.Popen(cli_argv(store.root, "run", str(wf)), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_id = ""
     try:
         run_id = wait_for(lambda: next(iter(store.run_ids()), None), "the run to exist")
-        escaped = wait_for(lambda: [p for p in marked_pids(run_id) if _sid(p) not in (None, _step_pid(store, run_id))],
-                           "the escapee to start")
+        # The daemon names itself once both forks are done: the first child, a session leader for an
+        # instant, must not be taken for the escapee.
+        escaped = [int(wait_for(lambda: daemon_pid.exists() and daemon_pid.read_text(), "the escapee to start"))]
+        assert escaped[0] in marked_pids(run_id) and _sid(escaped[0]) not in (None, _step_pid(store, run_id))
         os.killpg(runner.pid, signal.SIGKILL)
         runner.wait()
         wait_for(lambda: marked_pids(run_id) == escaped, "the step's own group to be killed", timeout=KILL_DEADLINE)
